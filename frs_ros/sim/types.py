@@ -1,0 +1,90 @@
+"""Ground-truth types of the simulated world.
+
+Sim instance ids are stable for the whole episode (an object keeps its id when it
+moves, is occluded, or leaves and comes back). Id 0 is background.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+
+@dataclass
+class SimObject:
+    """One object instance of a simulated scene (world state at one frame).
+
+    category: canonical ontology name (``frs_ros.sim.ontology``).
+    color, material: attribute words from the ontology.
+    size_m (float) [m]: characteristic size (largest extent).
+    position_m: ``(3,)`` centre in the world (table) frame [m], z up.
+    visible_px (int): pixels of the object visible in this frame (after occlusion).
+    """
+
+    instance_id: int
+    category: str
+    color: str
+    material: str
+    size_m: float
+    position_m: np.ndarray
+    visible_px: int = 0
+    extras: dict = field(default_factory=dict)
+
+
+@dataclass
+class SceneGroundTruth:
+    """What a simulator's segmentation camera provides for one frame.
+
+    instance_map: ``(H, W)`` int32; 0 background, else the sim instance id of the
+        front-most surface (real occlusion).
+    objects: every object present in the world at this frame, visible or not.
+    """
+
+    instance_map: np.ndarray
+    objects: dict[int, SimObject]
+
+    def mask(self, instance_id: int) -> np.ndarray:
+        """Visible mask ``(H, W)`` bool of one instance (empty if occluded/absent)."""
+        return self.instance_map == instance_id
+
+    def union_mask(self, instance_ids: list[int]) -> np.ndarray:
+        """Union of visible masks; all-False for an empty list (a no-target query)."""
+        if not instance_ids:
+            return np.zeros(self.instance_map.shape, dtype=bool)
+        return np.isin(self.instance_map, np.asarray(instance_ids, dtype=np.int32))
+
+
+@dataclass
+class Query:
+    """A reasoning-segmentation query with ground truth.
+
+    kind: one of ``QUERY_KINDS``; difficulty: 1 (easy) .. 3 (hard), as JiTBench levels.
+    is_sentence: long sentence form (ReasonSeg 'long') vs short phrase.
+    target_ids: sim instance ids that are the answer; empty list = no target (empty mask).
+    frame_index: the frame (in a video episode) whose mask is the answer; -1 = last frame.
+    spec: the structured program the query was generated from (the oracle teacher reads it).
+    template_id: which paraphrase template produced ``text`` (held-out templates mark test splits).
+    """
+
+    text: str
+    kind: str
+    target_ids: list[int]
+    difficulty: int = 1
+    is_sentence: bool = False
+    frame_index: int = -1
+    spec: dict = field(default_factory=dict)
+    template_id: str = ""
+    split: str = "train"
+
+
+QUERY_KINDS = (
+    "affordance",
+    "attribute",
+    "spatial",
+    "comparative",
+    "temporal",
+    "multi",
+    "none",
+)
