@@ -77,6 +77,70 @@ class TwinObject:
     visible: bool = True
     attributes: dict = field(default_factory=dict)
     history: list[tuple[int, np.ndarray]] = field(default_factory=list)
+    # Added by the tracker (issue 4): where the object was first seen [m, optical frame]
+    # (the bounded ``history`` may have dropped that sample), closed intervals
+    # (start_ns, end_ns) during which it was not visible, and frames it was seen in.
+    first_centroid_m: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))
+    gaps_ns: list[tuple[int, int]] = field(default_factory=list)
+    seen_frames: int = 0
+
+    @property
+    def displacement_m(self) -> float:
+        """Straight-line distance [m] from where the object was first seen to now; NaN if unknown."""
+        d = np.asarray(self.centroid_m, dtype=float) - np.asarray(self.first_centroid_m, dtype=float)
+        return float(np.linalg.norm(d)) if np.all(np.isfinite(d)) else math.nan
+
+    @property
+    def speed_mps(self) -> float:
+        """Norm of ``velocity_mps`` [m/s]; NaN until known."""
+        v = np.asarray(self.velocity_mps, dtype=float)
+        return float(np.linalg.norm(v)) if np.all(np.isfinite(v)) else math.nan
+
+    def to_json(self) -> dict:
+        """JSON-safe dict (NaN -> null, mask as RLE ``{"size", "counts"}``)."""
+        return {
+            "track_id": int(self.track_id),
+            "mask": self.mask.to_json(),
+            "box": [int(x) for x in self.box],
+            "area_px": int(self.area_px),
+            "label": self.label,
+            "score": _num(self.score),
+            "alt_labels": [[str(lab), _num(sc)] for lab, sc in self.alt_labels],
+            "depth": self.depth.to_json(),
+            "centroid_m": _vec(self.centroid_m),
+            "velocity_mps": _vec(self.velocity_mps),
+            "first_seen_ns": int(self.first_seen_ns),
+            "last_seen_ns": int(self.last_seen_ns),
+            "visible": bool(self.visible),
+            "attributes": dict(self.attributes),
+            "history": [[int(t), _vec(c)] for t, c in self.history],
+            "first_centroid_m": _vec(self.first_centroid_m),
+            "gaps_ns": [[int(a), int(b)] for a, b in self.gaps_ns],
+            "seen_frames": int(self.seen_frames),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> "TwinObject":
+        return cls(
+            track_id=int(d["track_id"]),
+            mask=RLE.from_json(d["mask"]),
+            box=tuple(int(x) for x in d["box"]),  # type: ignore[arg-type]
+            area_px=int(d["area_px"]),
+            label=str(d["label"]),
+            score=_unnum(d["score"]),
+            alt_labels=[(str(lab), _unnum(sc)) for lab, sc in d.get("alt_labels", [])],
+            depth=DepthStats.from_json(d["depth"]),
+            centroid_m=_unvec(d["centroid_m"]),
+            velocity_mps=_unvec(d["velocity_mps"]),
+            first_seen_ns=int(d["first_seen_ns"]),
+            last_seen_ns=int(d["last_seen_ns"]),
+            visible=bool(d["visible"]),
+            attributes=dict(d.get("attributes", {})),
+            history=[(int(t), _unvec(c)) for t, c in d.get("history", [])],
+            first_centroid_m=_unvec(d.get("first_centroid_m", [None] * 3)),
+            gaps_ns=[(int(a), int(b)) for a, b in d.get("gaps_ns", [])],
+            seen_frames=int(d.get("seen_frames", 0)),
+        )
 
 
 @dataclass
@@ -94,6 +158,10 @@ class DigitalTwin:
     seq: int = 0
     depth_source: str = "none"
 
+    # Added (issue 4): stamp [ns] of the first frame the tracker saw, so that
+    # serialisation can say "appeared 2.1 s into the episode".
+    start_ns: int = 0
+
     def get(self, track_id: int) -> TwinObject:
         for obj in self.objects:
             if obj.track_id == track_id:
@@ -106,3 +174,51 @@ class DigitalTwin:
     @property
     def image_size(self) -> tuple[int, int]:
         return self.intrinsics.height, self.intrinsics.width
+
+
+def _num(x: float):
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+def _unnum(x) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _vec(v) -> list:
+    return [_num(x) for x in np.asarray(v, dtype=float).reshape(-1)]
+
+
+def _unvec(v) -> np.ndarray:
+    return np.array([_unnum(x) for x in v], dtype=float)
+
+
+def twin_to_json(twin: DigitalTwin) -> dict:
+    """The whole twin as a JSON-safe dict (masks as RLE, NaN as null). Inverse: ``twin_from_json``."""
+    k = twin.intrinsics
+    return {
+        "stamp_ns": int(twin.stamp_ns),
+        "frame_id": twin.frame_id,
+        "seq": int(twin.seq),
+        "depth_source": twin.depth_source,
+        "start_ns": int(twin.start_ns),
+        "intrinsics": {"fx": k.fx, "fy": k.fy, "cx": k.cx, "cy": k.cy, "width": k.width, "height": k.height},
+        "objects": [o.to_json() for o in twin.objects],
+    }
+
+
+def twin_from_json(d: dict) -> DigitalTwin:
+    """Inverse of ``twin_to_json``; raises ``KeyError``/``ValueError`` on malformed input."""
+    k = d["intrinsics"]
+    return DigitalTwin(
+        stamp_ns=int(d["stamp_ns"]),
+        frame_id=str(d["frame_id"]),
+        intrinsics=CameraIntrinsics(
+            fx=float(k["fx"]), fy=float(k["fy"]), cx=float(k["cx"]), cy=float(k["cy"]),
+            width=int(k["width"]), height=int(k["height"]),
+        ),
+        objects=[TwinObject.from_json(o) for o in d.get("objects", [])],
+        seq=int(d.get("seq", 0)),
+        depth_source=str(d.get("depth_source", "none")),
+        start_ns=int(d.get("start_ns", 0)),
+    )

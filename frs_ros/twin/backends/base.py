@@ -1,0 +1,85 @@
+"""The small protocols every twin backend implements, and the bundle the factory returns.
+
+Masks are ``(H, W)`` bool numpy arrays over the frame; boxes are ``(x0, y0, x1, y1)`` [px],
+inclusive-exclusive (``frs_ros.masks.mask_box`` convention).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Protocol, runtime_checkable
+
+import numpy as np
+
+from frs_ros.camera import Frame
+
+Box = tuple[int, int, int, int]
+
+
+@runtime_checkable
+class Segmenter(Protocol):
+    """Class-agnostic instance segmentation with optional temporal propagation."""
+
+    name: str
+
+    def segment(self, frame: Frame) -> list[np.ndarray]:
+        """Keyframe: every object mask found in ``frame`` (no identities)."""
+
+    def set_tracks(self, frame: Frame, masks: dict[int, np.ndarray]) -> None:
+        """Register the tracked masks of ``frame`` (keyed by track id) as the propagation source."""
+
+    def propagate(self, frame: Frame) -> Optional[dict[int, np.ndarray]]:
+        """Tracking frame: the registered tracks' masks in ``frame`` (empty mask = lost);
+        ``None`` if this backend cannot propagate (the tracker then segments + associates)."""
+
+    def segment_boxes(self, frame: Frame, boxes: list[Box]) -> list[np.ndarray]:
+        """One mask per box prompt (used by the detect tool to add objects)."""
+
+
+@runtime_checkable
+class Labeler(Protocol):
+    """Open-vocabulary labels for masks, and text-prompted detection."""
+
+    name: str
+
+    def label(self, frame: Frame, masks: list[np.ndarray]) -> list[list[tuple[str, float]]]:
+        """For each mask, candidate ``(label, score)`` pairs, best first (may be empty)."""
+
+    def detect(self, frame: Frame, text: str) -> list[tuple[Box, float]]:
+        """Boxes matching a free-text query with scores in [0, 1], best first."""
+
+
+@runtime_checkable
+class DepthEstimator(Protocol):
+    """Monocular depth for frames without a depth image."""
+
+    name: str
+
+    def estimate(self, frame: Frame) -> tuple[np.ndarray, str]:
+        """``(depth (H, W) float32, kind)``; kind 'metric' means metres, 'relative' unitless."""
+
+
+@dataclass
+class TwinBackends:
+    """What ``build_twin_backends`` returns; ``labeler``/``depth`` may be None (not configured)."""
+
+    segmenter: Segmenter
+    labeler: Optional[Labeler] = None
+    depth: Optional[DepthEstimator] = None
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """IoU of two inclusive-exclusive boxes [px]."""
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    ua = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / ua) if ua > 0 else 0.0
+
+
+def box_mask(box: Box, shape: tuple[int, int]) -> np.ndarray:
+    """Filled box as a bool mask ``shape``; the box is clipped to the image."""
+    m = np.zeros(shape, dtype=bool)
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    m[max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = True
+    return m

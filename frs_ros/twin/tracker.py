@@ -1,0 +1,353 @@
+"""Incremental maintenance of the digital twin across frames.
+
+Which model runs when (see also docs/twin.md):
+- segmenter.propagate: every frame (cheap: SAM-2 video memory / sim ids); if the backend
+  cannot propagate, segmenter.segment runs every frame and masks are associated to tracks
+  by mask IoU + centroid distance.
+- segmenter.segment (SAM-2 automatic masks, expensive): keyframes only — every
+  ``keyframe_interval`` frames, on the first frame, when there are no tracks, or when the
+  tracked visible area drops below ``coverage_drop`` x its value at the last keyframe.
+- labeler.label (OWLv2, expensive): keyframes (all visible tracks, votes accumulate) and
+  any frame that creates new tracks (only those).
+- depth estimator (DepthAnything V2): only for frames without a depth image, and only when
+  ``config.depth == 'depth_anything_v2'``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from frs_ros.camera import Frame
+from frs_ros.masks import mask_box, mask_iou, rle_encode
+from frs_ros.twin.backends import TwinBackends, build_twin_backends
+from frs_ros.twin.config import TwinConfig
+from frs_ros.twin.depth import METRIC_SOURCES, depth_stats, mask_centroid_m, velocity_from_history
+from frs_ros.twin.types import DepthStats, DigitalTwin, TwinObject
+
+#: label of a track no labeler has named (labeler 'none', or no detection overlapped it yet)
+UNLABELED = "object"
+
+
+@dataclass
+class _Track:
+    """Tracker-private state of one track; ``obj`` is the persistent public record."""
+
+    obj: TwinObject
+    mask: np.ndarray  # (H, W) bool, last visible mask
+    votes: dict[str, float] = field(default_factory=dict)  # label -> summed score
+    label_events: int = 0  # how many times a labeler looked at this track
+
+
+class Tracker:
+    """Keeps a ``DigitalTwin`` up to date from a stream of frames. Thread-safe.
+
+    ``update(frame)`` ingests one frame and returns a snapshot twin (later updates do not
+    mutate it). Track ids start at 1 and are never reused.
+    """
+
+    def __init__(self, config: Optional[TwinConfig] = None, backends: Optional[TwinBackends] = None) -> None:
+        self.config = config or TwinConfig()
+        self.backends = backends if backends is not None else build_twin_backends(self.config)
+        self._lock = threading.RLock()
+        self._tracks: dict[int, _Track] = {}
+        self._next_id = 1
+        self._frames_since_key = 0
+        self._key_area = 0
+        self._start_ns: Optional[int] = None
+        self._latest_twin: Optional[DigitalTwin] = None
+        self._latest_frame: Optional[Frame] = None
+        self._latest_depth: tuple[Optional[np.ndarray], str] = (None, "none")
+        self.stats = {"frames": 0, "keyframes": 0, "segment_calls": 0, "label_calls": 0, "depth_calls": 0}
+
+    # ------------------------------------------------------------------ public API
+    def latest(self) -> Optional[DigitalTwin]:
+        """The twin of the last update (None before the first)."""
+        with self._lock:
+            return self._latest_twin
+
+    def latest_frame(self) -> Optional[Frame]:
+        with self._lock:
+            return self._latest_frame
+
+    def latest_depth(self) -> tuple[Optional[np.ndarray], str]:
+        """Depth used for the last frame ``((H, W) float32 or None, source)``."""
+        with self._lock:
+            return self._latest_depth
+
+    def track_mask(self, track_id: int) -> np.ndarray:
+        """Last visible mask ``(H, W)`` bool of a track; KeyError if unknown."""
+        with self._lock:
+            return self._track(track_id).mask.copy()
+
+    def update(self, frame: Frame) -> DigitalTwin:
+        """Ingest one frame; return the twin of that frame."""
+        with self._lock:
+            cfg = self.config
+            t = int(frame.stamp_ns)
+            if self._start_ns is None:
+                self._start_ns = t
+            depth, source = self._depth_for(frame)
+            seg = self.backends.segmenter
+            area = sum(int(tr.mask.sum()) for tr in self._tracks.values() if tr.obj.visible)
+            keyframe = (
+                not self._tracks
+                or self._frames_since_key + 1 >= cfg.keyframe_interval
+                or area < cfg.coverage_drop * self._key_area
+            )
+            prop = seg.propagate(frame) if self._tracks else {}
+            observed: dict[int, np.ndarray] = {}
+            new_masks: list[np.ndarray] = []
+            if prop is None:
+                # segmenter cannot propagate: segment every frame and associate
+                self.stats["segment_calls"] += 1
+                cands = self._filter(seg.segment(frame))
+                observed, new_masks = self._associate(cands, frame, depth, source, list(self._tracks))
+            else:
+                observed = {
+                    tid: np.asarray(m, bool) for tid, m in prop.items()
+                    if tid in self._tracks and int(np.count_nonzero(m)) >= cfg.min_mask_area_px
+                }
+                if keyframe:
+                    self.stats["segment_calls"] += 1
+                    cands = self._filter(seg.segment(frame))
+                    leftovers = self._refresh(cands, observed)
+                    lost = [tid for tid in self._tracks if tid not in observed]
+                    re_found, new_masks = self._associate(leftovers, frame, depth, source, lost)
+                    observed.update(re_found)
+            if keyframe:
+                self.stats["keyframes"] += 1
+                self._frames_since_key = 0
+            else:
+                self._frames_since_key += 1
+
+            for tid, tr in self._tracks.items():
+                if tid in observed:
+                    self._observe(tr, observed[tid], frame, depth, source)
+                elif tr.obj.visible:
+                    tr.obj.visible = False
+                    tr.obj.gaps_ns.append((t, t))  # gap opens; its end moves while lost
+                else:
+                    a, _ = tr.obj.gaps_ns[-1]
+                    tr.obj.gaps_ns[-1] = (a, t)
+            new_ids = []
+            for m in new_masks:
+                if len(self._tracks) >= cfg.max_objects:
+                    break
+                new_ids.append(self._create(m, frame, depth, source))
+
+            to_label = [tid for tid in self._tracks if self._tracks[tid].obj.visible] if keyframe else new_ids
+            self._label(frame, to_label)
+            retired = self._retire(t)
+            if keyframe or new_ids or retired or prop is None:
+                seg.set_tracks(frame, {tid: tr.mask for tid, tr in self._tracks.items() if tr.obj.visible})
+            if retired and hasattr(seg, "forget"):
+                seg.forget(retired)
+            if keyframe:
+                self._key_area = sum(int(tr.mask.sum()) for tr in self._tracks.values() if tr.obj.visible)
+            self.stats["frames"] += 1
+            self._latest_frame = frame
+            self._latest_depth = (depth, source)
+            self._latest_twin = self._snapshot(frame, source)
+            return self._latest_twin
+
+    def set_attributes(self, track_id: int, attributes: dict) -> None:
+        """Merge tool-derived facts into a track (persist across frames)."""
+        with self._lock:
+            self._track(track_id).obj.attributes.update(attributes)
+            self._sync_latest(track_id)
+
+    def add_label_vote(self, track_id: int, label: str, score: float) -> None:
+        """Add one label vote (e.g. from the detect tool) and re-vote."""
+        with self._lock:
+            tr = self._track(track_id)
+            tr.votes[label] = tr.votes.get(label, 0.0) + float(score)
+            tr.label_events += 1
+            self._apply_votes(tr)
+            self._sync_latest(track_id)
+
+    def add_object(self, frame: Frame, mask: np.ndarray, label: str, score: float) -> int:
+        """Create a track from an externally found mask (detect tool); returns its new id."""
+        with self._lock:
+            depth, source = self._latest_depth if frame is self._latest_frame else self._depth_for(frame)
+            tid = self._create(np.asarray(mask, bool), frame, depth, source)
+            tr = self._tracks[tid]
+            tr.votes[label] = float(score)
+            tr.label_events = 1
+            self._apply_votes(tr)
+            self.backends.segmenter.set_tracks(
+                frame, {i: t.mask for i, t in self._tracks.items() if t.obj.visible}
+            )
+            if self._latest_twin is not None:
+                self._latest_twin.objects.append(self._public(tr))
+            return tid
+
+    # ------------------------------------------------------------------ internals
+    def _track(self, track_id: int) -> _Track:
+        try:
+            return self._tracks[int(track_id)]
+        except (KeyError, ValueError, TypeError):
+            raise KeyError(f"no object with track id {track_id} (ids: {sorted(self._tracks)})") from None
+
+    def _sync_latest(self, track_id: int) -> None:
+        if self._latest_twin is None:
+            return
+        for i, o in enumerate(self._latest_twin.objects):
+            if o.track_id == track_id:
+                self._latest_twin.objects[i] = self._public(self._tracks[track_id])
+
+    def _depth_for(self, frame: Frame) -> tuple[Optional[np.ndarray], str]:
+        if frame.depth is not None:
+            return frame.depth, "sensor"
+        if self.config.depth == "depth_anything_v2" and self.backends.depth is not None:
+            self.stats["depth_calls"] += 1
+            d, kind = self.backends.depth.estimate(frame)
+            return d, f"depth_anything_v2_{kind}"
+        return None, "none"
+
+    def _filter(self, masks: list[np.ndarray]) -> list[np.ndarray]:
+        return [np.asarray(m, bool) for m in masks if int(np.count_nonzero(m)) >= self.config.min_mask_area_px]
+
+    def _refresh(self, cands: list[np.ndarray], observed: dict[int, np.ndarray]) -> list[np.ndarray]:
+        """Keyframe: a fresh mask that matches a propagated one replaces it (corrects drift);
+        returns the candidates that match no propagated track and are not mostly covered."""
+        leftovers = []
+        covered = np.zeros_like(cands[0]) if cands else None
+        for m in observed.values():
+            covered = covered | m if covered is not None else None
+        for c in cands:
+            best, best_iou = None, 0.0
+            for tid, m in observed.items():
+                iou = mask_iou(c, m, empty=0.0)
+                if iou > best_iou:
+                    best, best_iou = tid, iou
+            if best is not None and best_iou >= self.config.match_iou:
+                observed[best] = c
+            elif covered is None or (c & covered).sum() < 0.5 * c.sum():
+                leftovers.append(c)
+        return leftovers
+
+    def _associate(self, cands, frame, depth, source, track_ids):
+        """Greedy matching of candidate masks to tracks by mask IoU (last mask) + centroid distance.
+
+        Returns ({track_id: mask}, unmatched masks). A pair is admissible when IoU >=
+        ``assoc_min_iou`` or the 3-D centroids are within ``assoc_max_centroid_m``.
+        """
+        cfg = self.config
+        metric = source in METRIC_SOURCES
+        cent = [mask_centroid_m(depth, c, frame.intrinsics) if metric else np.full(3, np.nan) for c in cands]
+        pairs = []
+        for ci, c in enumerate(cands):
+            for tid in track_ids:
+                tr = self._tracks[tid]
+                iou = mask_iou(c, tr.mask, empty=0.0)
+                d = float(np.linalg.norm(cent[ci] - tr.obj.centroid_m))
+                close = math.isfinite(d) and d <= cfg.assoc_max_centroid_m
+                if iou >= cfg.assoc_min_iou or close:
+                    score = iou + (0.5 * (1.0 - d / cfg.assoc_max_centroid_m) if close else 0.0)
+                    pairs.append((score, ci, tid))
+        pairs.sort(key=lambda p: -p[0])
+        used_c, used_t, matched = set(), set(), {}
+        for _, ci, tid in pairs:
+            if ci in used_c or tid in used_t:
+                continue
+            used_c.add(ci)
+            used_t.add(tid)
+            matched[tid] = cands[ci]
+        return matched, [c for i, c in enumerate(cands) if i not in used_c]
+
+    def _observe(self, tr: _Track, mask: np.ndarray, frame: Frame, depth, source: str) -> None:
+        o = tr.obj
+        t = int(frame.stamp_ns)
+        if not o.visible and o.gaps_ns:
+            a, _ = o.gaps_ns[-1]
+            o.gaps_ns[-1] = (a, t)  # the gap closes at the frame it is seen again
+        tr.mask = mask
+        o.mask = rle_encode(mask)
+        o.box = mask_box(mask) or (0, 0, 0, 0)
+        o.area_px = int(mask.sum())
+        o.visible = True
+        o.last_seen_ns = t
+        o.seen_frames += 1
+        o.depth = depth_stats(depth, mask, source) if depth is not None else DepthStats()
+        if source in METRIC_SOURCES:
+            o.centroid_m = mask_centroid_m(depth, mask, frame.intrinsics)
+        else:
+            o.centroid_m = np.full(3, np.nan)
+        if np.all(np.isfinite(o.centroid_m)):
+            if not np.all(np.isfinite(o.first_centroid_m)):
+                o.first_centroid_m = o.centroid_m.copy()
+            o.history.append((t, o.centroid_m.copy()))
+            if len(o.history) > self.config.history_len:
+                del o.history[: len(o.history) - self.config.history_len]
+        o.velocity_mps = velocity_from_history(o.history, self.config.velocity_window_s)
+
+    def _create(self, mask: np.ndarray, frame: Frame, depth, source: str) -> int:
+        tid = self._next_id
+        self._next_id += 1
+        t = int(frame.stamp_ns)
+        obj = TwinObject(
+            track_id=tid, mask=rle_encode(mask), box=(0, 0, 0, 0), area_px=0, label=UNLABELED, score=0.0,
+            first_seen_ns=t, last_seen_ns=t,
+        )
+        tr = _Track(obj=obj, mask=mask)
+        self._observe(tr, mask, frame, depth, source)
+        self._tracks[tid] = tr
+        return tid
+
+    def _label(self, frame: Frame, track_ids: list[int]) -> None:
+        lab = self.backends.labeler
+        if lab is None or not track_ids:
+            return
+        self.stats["label_calls"] += 1
+        results = lab.label(frame, [self._tracks[t].mask for t in track_ids])
+        for tid, cands in zip(track_ids, results):
+            tr = self._tracks[tid]
+            tr.label_events += 1
+            if cands:
+                name, score = cands[0]  # vote with the best label of this frame, weighted by its score
+                tr.votes[name] = tr.votes.get(name, 0.0) + float(score)
+            self._apply_votes(tr)
+
+    @staticmethod
+    def _apply_votes(tr: _Track) -> None:
+        if not tr.votes:
+            return
+        n = max(1, tr.label_events)
+        ranked = sorted(tr.votes.items(), key=lambda kv: (-kv[1], kv[0]))
+        # score = summed score / frames labelled: high only if confident AND consistent
+        tr.obj.label, tr.obj.score = ranked[0][0], min(1.0, ranked[0][1] / n)
+        tr.obj.alt_labels = [(k, min(1.0, v / n)) for k, v in ranked[1:4]]
+
+    def _retire(self, t: int) -> list[int]:
+        limit = self.config.retire_after_s * 1e9
+        gone = [tid for tid, tr in self._tracks.items() if not tr.obj.visible and t - tr.obj.last_seen_ns > limit]
+        for tid in gone:
+            del self._tracks[tid]
+        return gone
+
+    @staticmethod
+    def _public(tr: _Track) -> TwinObject:
+        o = copy.copy(tr.obj)
+        o.alt_labels = list(o.alt_labels)
+        o.attributes = dict(o.attributes)
+        o.history = list(o.history)
+        o.gaps_ns = list(o.gaps_ns)
+        o.depth = copy.copy(o.depth)
+        return o
+
+    def _snapshot(self, frame: Frame, source: str) -> DigitalTwin:
+        return DigitalTwin(
+            stamp_ns=int(frame.stamp_ns),
+            frame_id=frame.frame_id,
+            intrinsics=frame.intrinsics,
+            objects=[self._public(self._tracks[tid]) for tid in sorted(self._tracks)],
+            seq=int(frame.seq),
+            depth_source=source,
+            start_ns=int(self._start_ns or 0),
+        )
