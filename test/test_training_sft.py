@@ -1,0 +1,92 @@
+"""SFT: loss masking (prompt + tool results), a 2-step run on a tiny random Qwen3, checkpoints."""
+
+import json
+
+import torch
+from safetensors.torch import load_file
+
+from frs_ros.reasoning.prompt import encode_prompt
+from frs_ros.training.config import NanoModelConfig, SFTConfig
+from frs_ros.training.model import build_nano_student, read_training_state
+from frs_ros.training.sft import IGNORE_INDEX, encode_example, lr_factor, masked_token_loss, prompt_of, split_rollout, train_sft
+from frs_ros.training.tokenizer import fit_tokenizer
+
+TWIN = "twin t=0.00s img=320x240 depth=sensor objects=2\n#1 mug x=0.31 y=0.62 z=0.84\n#2 bowl x=0.12 y=0.80 z=0.75"
+RECORDS = [
+    {"twin_text": TWIN, "query": "Which object holds soup?",
+     "rollout": "<reason>a bowl holds soup</reason><plan>describe(2)</plan><results>describe(2): white ceramic bowl</results><answer>2</answer>"},
+    {"twin_text": TWIN, "query": "the mug", "rollout": "<reason>the mug is 1</reason><answer>1</answer>"},
+    {"twin_text": TWIN, "query": "a zebra", "rollout": "<reason>no zebra</reason><answer>none</answer>"},
+]
+TINY = NanoModelConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, max_position_embeddings=512)
+
+
+def _tok():
+    texts = []
+    for r in RECORDS:
+        texts += [prompt_of(r).text, r["rollout"]]
+    return fit_tokenizer(texts, include_ontology=False)
+
+
+def test_split_rollout():
+    segs = split_rollout(RECORDS[0]["rollout"])
+    assert [t for _, t in segs] == [True, False, True]
+    assert segs[1][0] == "<results>describe(2): white ceramic bowl</results>"
+    assert split_rollout("<reason>x</reason><answer>1</answer>") == [("<reason>x</reason><answer>1</answer>", True)]
+
+
+def test_loss_masks_prompt_and_results():
+    tok = _tok()
+    ex = encode_example(tok, RECORDS[0])
+    ids, labels = ex["input_ids"].tolist(), ex["labels"].tolist()
+    n_prompt = len(encode_prompt(tok, prompt_of(RECORDS[0])).ids)
+    assert all(l == IGNORE_INDEX for l in labels[:n_prompt])
+    trained = [tok.convert_ids_to_tokens(i) for i, l in zip(ids, labels) if l != IGNORE_INDEX]
+    text = tok.convert_tokens_to_string(trained)
+    assert "<results>" not in trained and "</results>" not in trained
+    assert "white" not in text and "ceramic" not in text       # tool output is not trained on
+    assert trained[0] == "<reason>" and "</plan>" in trained and trained[-1] == tok.eos_token
+    assert "<answer>" in trained and "2" in "".join(trained)
+    # every non-masked label equals its input id
+    assert all(l == i for i, l in zip(ids, labels) if l != IGNORE_INDEX)
+    assert encode_example(tok, RECORDS[0], max_len=5) is None
+
+
+def test_masked_token_loss_ignores_masked_positions():
+    logits = torch.zeros(1, 4, 5)
+    logits[0, 0, 3] = 10.0                                   # predicts token 3 at position 1
+    labels = torch.tensor([[IGNORE_INDEX, 3, IGNORE_INDEX, IGNORE_INDEX]])
+    loss, n = masked_token_loss(logits, labels)
+    assert n == 1 and loss.item() < 1e-3
+
+
+def test_lr_schedule():
+    assert lr_factor(0, 10, 100) == 0.1
+    assert lr_factor(9, 10, 100) == 1.0
+    assert abs(lr_factor(100, 10, 100) - 0.1) < 1e-9
+
+
+def test_two_step_sft_tiny_qwen3(tmp_path):
+    tok = _tok()
+    model = build_nano_student(TINY, tok, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = SFTConfig(out=str(tmp_path / "sft"), lr=1e-3, max_steps=2, batch_size=2, warmup_steps=0, log_every=1)
+    res = train_sft(cfg, model, tok, RECORDS)
+    assert res.steps == 2 and len(res.history) == 2
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in res.history)
+    changed = sum(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert changed > 0
+    final = tmp_path / "sft" / "final"
+    state = read_training_state(final)
+    assert state["step"] == 2 and state["stage"] == "sft" and state["config"]["lr"] == 1e-3
+    from transformers import AutoModelForCausalLM
+
+    again = AutoModelForCausalLM.from_pretrained(final)
+    assert again.config.hidden_size == 32 and again.config.vocab_size == len(tok)
+    sd = load_file(str(final / "model.safetensors"))
+    for k, v in again.state_dict().items():
+        if k in sd:
+            assert torch.equal(v, model.state_dict()[k])
+    log = json.loads((tmp_path / "sft" / "training_log.json").read_text())
+    assert log[-1]["step"] == 2
