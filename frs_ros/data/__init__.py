@@ -14,6 +14,8 @@ from frs_ros.data.types import (
 )
 from frs_ros.data.reasonseg import RoundTripStats, load_reasonseg, write_reasonseg
 from frs_ros.data.video import load_mevis, load_revos, load_rvos, write_mevis, write_revos
+from frs_ros.data.llmseg40k import load_llmseg40k
+from frs_ros.data.refcocog import load_refcocog
 from frs_ros.data.sim_export import sim_episode_to_sample, sim_image_to_sample
 
 __all__ = [
@@ -24,7 +26,9 @@ __all__ = [
     "RoundTripStats",
     "VideoExpression",
     "VideoSample",
+    "load_llmseg40k",
     "load_mevis",
+    "load_refcocog",
     "load_reasonseg",
     "load_revos",
     "load_rvos",
