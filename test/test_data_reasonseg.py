@@ -195,3 +195,14 @@ def test_bad_files_raise_with_file_name(tmp_path):
         load_reasonseg(d)
     with pytest.raises(DatasetFormatError, match="not found"):
         load_reasonseg(tmp_path / "nope")
+
+
+def test_real_simulator_image_round_trip(tmp_path):
+    sim = pytest.importorskip("frs_ros.sim")
+    sample = sim_image_to_sample(sim.generate_image(0, "val"))
+    stats = write_reasonseg(tmp_path, [sample], "val")
+    assert all(s.exact for s in stats)
+    (back,) = load_reasonseg(tmp_path, "val")
+    for q0, q1 in zip(sample.queries, back.queries):
+        np.testing.assert_array_equal(q0.mask, q1.mask)
+        assert q0.meta == q1.meta and q0.texts == q1.texts

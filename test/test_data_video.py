@@ -167,3 +167,13 @@ def test_video_format_errors_name_the_file(tmp_path):
     (d / "mask_dict.json").write_text("{}")
     with pytest.raises(DatasetFormatError, match="meta_expressions.json"):
         load_mevis(tmp_path, "valid")
+
+
+def test_real_simulator_episode_round_trip(tmp_path):
+    sim = pytest.importorskip("frs_ros.sim")
+    sample = sim_episode_to_sample(sim.generate_episode(0, "val", n_frames=3))
+    write_revos(tmp_path, [sample], "valid")
+    (back,) = load_revos(tmp_path, "valid")
+    for k in sample.tracks:
+        np.testing.assert_array_equal(sample.tracks[k], back.tracks[k])
+    assert [e.meta for e in back.expressions] == [e.meta for e in sample.expressions]

@@ -202,3 +202,15 @@ def test_video_jf_frame_then_expression_mean():
         M.video_jf([([gt], [gt, gt])])
     with pytest.raises(ValueError):
         M.video_jf([])
+
+
+def test_metrics_and_data_are_ros_free():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, frs_ros.metrics, frs_ros.data; "
+        "bad = [m for m in sys.modules if m.startswith('rclpy') or m.endswith('_msgs')]; "
+        "sys.exit(1 if bad else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
