@@ -7,7 +7,6 @@ Depth extension format: 16-bit single-channel PNG, millimetres, 0 = invalid
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, Optional
 
@@ -114,7 +113,3 @@ def intrinsics_from_json(d: Optional[dict], where: str) -> Optional[CameraIntrin
     except (KeyError, TypeError, ValueError) as exc:
         raise DatasetFormatError(f"{where}: bad intrinsics {d!r:.120} ({exc})") from exc
 
-
-def depth_quantisation_error_m() -> float:
-    """Worst-case round-trip error of the mm PNG [m] (half a millimetre)."""
-    return 0.5e-3 + math.ulp(MAX_DEPTH_M)
