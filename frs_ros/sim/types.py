@@ -40,10 +40,16 @@ class SceneGroundTruth:
     instance_map: ``(H, W)`` int32; 0 background, else the sim instance id of the
         front-most surface (real occlusion).
     objects: every object present in the world at this frame, visible or not.
+    camera_pose: ``(4, 4)`` world-from-camera(optical) transform [m]; None if unknown.
+    frame_index: index of this frame in its episode (0 for a still image).
+    scene_kind: 'tabletop' or 'room' for simulated scenes ('' if unknown).
     """
 
     instance_map: np.ndarray
     objects: dict[int, SimObject]
+    camera_pose: Optional[np.ndarray] = None
+    frame_index: int = 0
+    scene_kind: str = ""
 
     def mask(self, instance_id: int) -> np.ndarray:
         """Visible mask ``(H, W)`` bool of one instance (empty if occluded/absent)."""
