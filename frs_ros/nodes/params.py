@@ -76,7 +76,9 @@ _SIM_CAMERA = [
     ParamSpec("rate_hz", 10.0, "publishing rate [Hz]", read_only=False, range=(0.1, 120.0)),
     ParamSpec("seed", 0, "episode seed of the simulated world", range=(0, 2**31 - 1)),
     ParamSpec("split", "test", "query/template split of the simulated world", choices=("train", "val", "test")),
-    ParamSpec("n_frames", 30, "frames per episode; the episode loops", range=(1, 100000)),
+    ParamSpec("n_frames", 30, "frames per episode (>= 8 for object events and temporal queries)", range=(2, 100000)),
+    ParamSpec("width", 320, "image width [px]", range=(32, 4096)),
+    ParamSpec("height", 240, "image height [px]", range=(32, 4096)),
     ParamSpec("loop", True, "restart the episode after its last frame (else keep publishing the last frame)"),
     ParamSpec("publish_ground_truth", True,
               "publish /frs/sim/instance_ids (32SC1) and /frs/sim/objects (JSON) for the sim twin backend in another process"),
@@ -318,6 +320,8 @@ class SimCameraParams:
     seed: int
     split: str
     n_frames: int
+    width: int
+    height: int
     loop: bool
     publish_ground_truth: bool
 

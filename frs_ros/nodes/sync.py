@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from collections import OrderedDict, deque
 from typing import Any, Callable, Generic, Hashable, Optional, Sequence, TypeVar
 
@@ -129,7 +130,17 @@ class FrameBuffer(LatestSlot):
 
 
 class TwinBuffer(LatestSlot):
-    """The latest ``(DigitalTwin, Frame)`` pair (digital twin -> reasoner, in one process)."""
+    """The latest ``TwinSnapshot`` (digital twin -> reasoner, in one process)."""
+
+
+@dataclass
+class TwinSnapshot:
+    """A twin with the frame it was built from; ``tracker`` is set in one process (tools can then
+    update the persistent tracks), ``None`` when the twin came over a topic."""
+
+    twin: Any
+    frame: Any
+    tracker: Any = None
 
 
 class StampStore(Generic[T]):

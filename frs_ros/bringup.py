@@ -1,0 +1,235 @@
+"""frs_bringup: the whole frs_ros graph in ONE process, from the same YAML as the launch file.
+
+``launch/bringup.launch.py`` starts the same nodes as separate processes on a real ROS 2 install;
+this module brings up the same nodes (``BRINGUP_NODES``), with the same parameters file and the
+same arguments, inside one process on a ``MultiThreadedExecutor`` — where ``launch`` is not
+installed (these machines), for the demo and the tests.
+
+In one process the nodes hand data over directly (no serialisation): the camera ingest node puts
+``Frame`` s into a shared ``FrameBuffer``, the twin node puts ``TwinSnapshot`` s into a shared
+``TwinBuffer``, the simulated camera shares its ground truth (``StampStore``) and queries
+(``QueryBook``). Every topic is still published (RViz, bags, other processes).
+
+    ros2 run frs_ros frs_bringup --use-sim-camera true
+    ros2 run frs_ros frs_bringup --color-topic /camera/color/image_raw --segmenter sam2 --labeler owlv2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from frs_ros.nodes.params import NODE_NAMES, NODE_PARAMS, ParamError, load_params_file, resolve_values, share_dir
+
+#: (node name == executable == module under frs_ros.nodes, class name, started when)
+BRINGUP_NODES = (
+    ("sim_camera_node", "SimCameraNode", "use_sim_camera"),
+    ("camera_ingest_node", "CameraIngestNode", "always"),
+    ("digital_twin_node", "DigitalTwinNode", "always"),
+    ("reasoner_node", "ReasonerNode", "always"),
+)
+
+#: launch argument -> [(node, parameter)] it sets (when non-empty); mirrored by the launch file
+ARGUMENT_PARAMS = {
+    "color_topic": [("sim_camera_node", "color_topic"), ("camera_ingest_node", "color_topic")],
+    "depth_topic": [("sim_camera_node", "depth_topic"), ("camera_ingest_node", "depth_topic")],
+    "camera_info_topic": [("sim_camera_node", "camera_info_topic"), ("camera_ingest_node", "camera_info_topic")],
+    "segmenter": [("digital_twin_node", "twin.segmenter")],
+    "labeler": [("digital_twin_node", "twin.labeler")],
+    "reasoner_model": [("reasoner_node", "reasoner.model")],
+}
+#: launch arguments and their defaults ('' = keep the parameters file's value)
+LAUNCH_ARGUMENTS = {
+    "color_topic": "", "depth_topic": "", "camera_info_topic": "", "use_sim_camera": "true",
+    "params_file": "share/frs_ros/config/frs.yaml", "namespace": "", "segmenter": "", "labeler": "",
+    "reasoner_model": "",
+}
+
+
+def default_params_file() -> str:
+    base = share_dir()
+    if base is None:
+        raise FileNotFoundError("cannot find config/frs.yaml: pass --params-file")
+    return os.path.join(base, "config", "frs.yaml")
+
+
+def resolve_node_values(params_file: Optional[str] = None, arguments: Optional[dict[str, str]] = None,
+                        overrides: Optional[dict[str, dict[str, Any]]] = None) -> dict[str, dict[str, Any]]:
+    """Checked parameter values per node: file, then launch-style arguments, then ``overrides``."""
+    loaded = load_params_file(params_file or default_params_file())
+    for arg, value in (arguments or {}).items():
+        if arg not in ARGUMENT_PARAMS:
+            raise ParamError(f"unknown argument '{arg}'; arguments are {sorted(ARGUMENT_PARAMS)}")
+        if value:
+            for node, name in ARGUMENT_PARAMS[arg]:
+                loaded[node][name] = value
+    for node, vals in (overrides or {}).items():
+        loaded[node].update(vals)
+    return {node: resolve_values(node, loaded[node]) for node in NODE_NAMES}
+
+
+def to_ros_parameters(node: str, values: dict[str, Any]) -> list:
+    from rclpy.parameter import Parameter
+
+    kinds = {s.name: s.kind for s in NODE_PARAMS[node]}
+    out = []
+    for name, value in values.items():
+        if kinds[name] in ("str_array", "int_array") and not value:
+            continue  # rclpy types an empty list override as BYTE_ARRAY; the declared default is [] anyway
+        if kinds[name] == "str_array":
+            out.append(Parameter(name, Parameter.Type.STRING_ARRAY, list(value)))
+        elif kinds[name] == "int_array":
+            out.append(Parameter(name, Parameter.Type.INTEGER_ARRAY, list(value)))
+        else:
+            out.append(Parameter(name, value=value))
+    return out
+
+
+@dataclass
+class Graph:
+    """The running in-process graph: nodes, shared hand-off objects, executor thread."""
+
+    nodes: dict[str, Any]
+    executor: Any
+    context: Any
+    frame_buffer: Any
+    twin_buffer: Any
+    ground_truth: Any
+    query_book: Any
+    _thread: Optional[threading.Thread] = None
+    _owns_context: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def start(self) -> "Graph":
+        self._thread = threading.Thread(target=self._spin, name="frs_bringup_executor", daemon=True)
+        self._thread.start()
+        return self
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            self.executor.spin()
+        except (ExternalShutdownException, KeyboardInterrupt):
+            pass
+
+    def shutdown(self) -> None:
+        import rclpy
+
+        for node in reversed(list(self.nodes.values())):
+            try:
+                self.executor.remove_node(node)
+                node.destroy_node()
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
+        self.executor.shutdown(timeout_sec=2.0)
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        if self._owns_context and self.context.ok():
+            rclpy.shutdown(context=self.context)
+
+
+def build_graph(params_file: Optional[str] = None, *, arguments: Optional[dict[str, str]] = None,
+                overrides: Optional[dict[str, dict[str, Any]]] = None, use_sim_camera: bool = True,
+                namespace: str = "", context: Any = None, engine: Any = None, num_threads: int = 8,
+                args: Optional[list] = None) -> Graph:
+    """Create the nodes of ``BRINGUP_NODES`` with shared hand-off objects (not yet spinning).
+
+    engine: an already built ``ReasonSegEngine`` for the reasoner node (tests; else built from params).
+    """
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import MultiThreadedExecutor
+
+    from frs_ros.nodes.camera_ingest_node import CameraIngestNode
+    from frs_ros.nodes.digital_twin_node import DigitalTwinNode
+    from frs_ros.nodes.reasoner_node import ReasonerNode
+    from frs_ros.nodes.sim_camera_node import SimCameraNode
+    from frs_ros.nodes.sim_wire import QueryBook
+    from frs_ros.nodes.sync import FrameBuffer, StampStore, TwinBuffer
+
+    values = resolve_node_values(params_file, arguments, overrides)
+    owns = context is None
+    if owns:
+        context = Context()
+        rclpy.init(args=args, context=context)
+    frame_buffer, twin_buffer = FrameBuffer(), TwinBuffer()
+    ground_truth, query_book = StampStore(capacity=64), QueryBook()
+    kw = dict(context=context, namespace=namespace)
+    nodes: dict[str, Any] = {}
+    try:
+        if use_sim_camera:
+            nodes["sim_camera_node"] = SimCameraNode(ground_truth=ground_truth, query_book=query_book,
+                                                     parameter_overrides=to_ros_parameters("sim_camera_node", values["sim_camera_node"]), **kw)
+        nodes["camera_ingest_node"] = CameraIngestNode(frame_buffer=frame_buffer,
+                                                       parameter_overrides=to_ros_parameters("camera_ingest_node", values["camera_ingest_node"]), **kw)
+        nodes["digital_twin_node"] = DigitalTwinNode(frame_buffer=frame_buffer, twin_buffer=twin_buffer,
+                                                     ground_truth=ground_truth if use_sim_camera else None,
+                                                     parameter_overrides=to_ros_parameters("digital_twin_node", values["digital_twin_node"]), **kw)
+        nodes["reasoner_node"] = ReasonerNode(twin_buffer=twin_buffer, query_book=query_book, engine=engine,
+                                              parameter_overrides=to_ros_parameters("reasoner_node", values["reasoner_node"]), **kw)
+    except Exception:
+        for n in nodes.values():
+            n.destroy_node()
+        if owns:
+            rclpy.shutdown(context=context)
+        raise
+    executor = MultiThreadedExecutor(num_threads=num_threads, context=context)
+    for n in nodes.values():
+        executor.add_node(n)
+    return Graph(nodes=nodes, executor=executor, context=context, frame_buffer=frame_buffer, twin_buffer=twin_buffer,
+                 ground_truth=ground_truth, query_book=query_book, _owns_context=owns)
+
+
+def _bool(text: str) -> bool:
+    t = str(text).strip().lower()
+    if t in ("true", "1", "yes", "on"):
+        return True
+    if t in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="frs_bringup", description=__doc__.split("\n\n")[0])
+    for name, default in LAUNCH_ARGUMENTS.items():
+        flag = "--" + name.replace("_", "-")
+        if name == "use_sim_camera":
+            ap.add_argument(flag, type=_bool, default=True, help="play the simulated camera (default true)")
+        elif name == "params_file":
+            ap.add_argument(flag, default=None, help="parameters YAML (default: share/frs_ros/config/frs.yaml)")
+        else:
+            ap.add_argument(flag, default=default, help=f"launch argument '{name}' ('' keeps the parameters file's value)")
+    return ap
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    import rclpy
+    from rclpy.utilities import remove_ros_args
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    opts = make_parser().parse_args(remove_ros_args(["frs_bringup"] + argv)[1:])
+    arguments = {k: getattr(opts, k) for k in ARGUMENT_PARAMS}
+    try:
+        graph = build_graph(opts.params_file, arguments=arguments, use_sim_camera=opts.use_sim_camera,
+                            namespace=opts.namespace, args=["frs_bringup"] + argv)
+    except (ParamError, FileNotFoundError) as exc:
+        print(f"frs_bringup: {exc}", file=sys.stderr)
+        return 2
+    from rclpy.executors import ExternalShutdownException
+
+    try:
+        graph.executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        graph.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

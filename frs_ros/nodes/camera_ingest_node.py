@@ -1,0 +1,150 @@
+"""camera_ingest_node: camera topics -> synchronised, converted ``Frame`` s.
+
+Subscribes ``color_topic``, ``depth_topic`` (optional: '' for a colour-only camera) and
+``camera_info_topic`` with the configured QoS (sensor-data by default), synchronises them by
+stamp (``message_filters.ApproximateTimeSynchronizer`` where it imports, else the tested
+``frs_ros.nodes.sync.ApproximateTimeSync``; latest frame wins), converts encodings
+(``conversions.frame_from_msgs``) and hands the newest ``Frame`` on:
+- in one process (``frs_bringup``): into the shared ``FrameBuffer`` the twin node reads;
+- across processes (``republish``): the synchronised set on ``frs/frame/{color,depth,camera_info}``,
+  all three with the colour stamp, reliable QoS (the twin node subscribes to these).
+
+A bad message (encoding, size, data length, uncalibrated camera_info) is counted, logged
+throttled with what to fix, and dropped; the node keeps going.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image
+
+from frs_ros.nodes import common, conversions as cv
+from frs_ros.nodes.params import CameraIngestParams, declare_node_params
+from frs_ros.nodes.sync import ApproximateTimeSync, FrameBuffer
+
+try:  # real ROS installs
+    import message_filters  # type: ignore
+
+    HAVE_MESSAGE_FILTERS = True
+except Exception:  # noqa: BLE001
+    HAVE_MESSAGE_FILTERS = False
+
+
+class CameraIngestNode(Node):
+    """Synchronises and converts camera streams into ``Frame`` s."""
+
+    NAME = "camera_ingest_node"
+
+    def __init__(self, *, frame_buffer: Optional[FrameBuffer] = None, parameter_overrides: Optional[list] = None,
+                 context: Any = None, namespace: str = "", use_message_filters: Optional[bool] = None) -> None:
+        super().__init__(self.NAME, **common.node_kwargs(parameter_overrides, context, namespace))
+        self.params = p = CameraIngestParams.from_values(declare_node_params(self, self.NAME))
+        self.health = common.NodeHealth(self)
+        self.frame_buffer = frame_buffer
+        self.frames = 0
+        self.received = {"color": 0, "depth": 0, "info": 0}
+        self._last_frame_time = time.monotonic()
+        self._seq = 0
+        qos = common.camera_qos(p.qos_reliability, p.qos_depth)
+        group = MutuallyExclusiveCallbackGroup()  # sets are assembled in order
+        self._has_depth = bool(p.depth_topic)
+        self._pubs = None
+        if p.republish:
+            self._pubs = {
+                "color": self.create_publisher(Image, common.FRAME_COLOR, common.RELIABLE_QOS),
+                "depth": self.create_publisher(Image, common.FRAME_DEPTH, common.RELIABLE_QOS) if self._has_depth else None,
+                "info": self.create_publisher(CameraInfo, common.FRAME_INFO, common.RELIABLE_QOS),
+            }
+        use_mf = HAVE_MESSAGE_FILTERS if use_message_filters is None else (use_message_filters and HAVE_MESSAGE_FILTERS)
+        topics = [("color", Image, p.color_topic)] + ([("depth", Image, p.depth_topic)] if self._has_depth else []) + \
+                 [("info", CameraInfo, p.camera_info_topic)]
+        self.sync_impl = "message_filters" if use_mf else "frs_ros.nodes.sync"
+        if use_mf:
+            self._mf_subs = [message_filters.Subscriber(self, t, name, qos_profile=qos, callback_group=group)
+                             for _, t, name in topics]
+            for (key, _, _), sub in zip(topics, self._mf_subs):
+                sub.registerCallback(self._count_cb(key))
+            self._mf = message_filters.ApproximateTimeSynchronizer(self._mf_subs, p.sync_queue_size, p.sync_slop_s)
+            self._mf.registerCallback(self.health.guard("synced", "check the camera topics")(self._mf_synced_cb))
+        else:
+            self._sync = ApproximateTimeSync([k for k, _, _ in topics], int(p.sync_slop_s * 1e9), p.sync_queue_size)
+            self._subs = [self.create_subscription(t, name, self.health.guard(f"{key}_msg")(self._make_cb(key)), qos,
+                                                   callback_group=group) for key, t, name in topics]
+        self._stall_timer = self.create_timer(1.0, self._stall_cb)
+        self.health.set_state("ok")
+        self.get_logger().info(
+            f"camera ingest: colour '{p.color_topic}', depth '{p.depth_topic or '(none: colour-only)'}', "
+            f"camera_info '{p.camera_info_topic}', QoS {p.qos_reliability}, slop {p.sync_slop_s:g} s, sync by {self.sync_impl}; "
+            f"hand-off: {'shared FrameBuffer' if frame_buffer is not None else 'none'}"
+            f"{' + republish on frs/frame/*' if p.republish else ''}")
+
+    # ------------------------------------------------------------------ callbacks
+    def _count_cb(self, key: str):
+        def cb(_msg) -> None:
+            self.received[key] += 1
+
+        return cb
+
+    def _make_cb(self, key: str):
+        def cb(msg) -> None:
+            self.received[key] += 1
+            out = self._sync.add(key, cv.stamp_to_ns(msg.header.stamp), msg)
+            if out is not None:
+                self._synced(out["color"], out.get("depth"), out["info"])
+
+        cb.__name__ = f"{key}_cb"
+        return cb
+
+    def _mf_synced_cb(self, *msgs) -> None:
+        if self._has_depth:
+            self._synced(msgs[0], msgs[1], msgs[2])
+        else:
+            self._synced(msgs[0], None, msgs[1])
+
+    def _synced(self, color: Image, depth: Optional[Image], info: CameraInfo) -> None:
+        try:
+            frame = cv.frame_from_msgs(color, depth, info, seq=self._seq)
+        except cv.ImageConversionError as exc:
+            self.health.problem("bad_frame", f"dropped a camera frame: {exc}")
+            return
+        self._seq += 1
+        self.frames += 1
+        self._last_frame_time = time.monotonic()
+        self.health.extra["frames"] = self.frames
+        if self.frame_buffer is not None:
+            self.frame_buffer.put(frame)
+        if self._pubs is not None:
+            stamp = color.header.stamp
+            info.header.stamp = stamp
+            self._pubs["info"].publish(info)
+            if depth is not None and self._pubs["depth"] is not None:
+                depth.header.stamp = stamp
+                self._pubs["depth"].publish(depth)
+            self._pubs["color"].publish(color)
+
+    def _stall_cb(self) -> None:
+        idle = time.monotonic() - self._last_frame_time
+        if idle < self.params.stall_warn_s:
+            return
+        p = self.params
+        r = self.received
+        missing = [name for key, name in (("color", p.color_topic), ("depth", p.depth_topic), ("info", p.camera_info_topic))
+                   if (key != "depth" or self._has_depth) and r[key] == 0]
+        if missing:
+            hint = f"nothing received on {missing}: check the topic names and QoS (qos_reliability={p.qos_reliability})"
+        else:
+            hint = (f"messages arrive (colour {r['color']}, depth {r['depth']}, camera_info {r['info']}) but no set "
+                    f"matched within sync_slop_s={p.sync_slop_s:g} s or every set failed to convert: compare the stamps")
+        self.health.problem("no_frames", f"no synchronised frame for {idle:.0f} s; {hint}")
+
+
+def main(args=None) -> int:
+    return common.run_node(CameraIngestNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

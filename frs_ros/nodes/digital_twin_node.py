@@ -1,0 +1,156 @@
+"""digital_twin_node: maintains the digital twin incrementally (``frs_ros.twin.Tracker``).
+
+Input: the newest ``Frame`` — from the shared ``FrameBuffer`` in one process, else from
+``frs/frame/{color,depth,camera_info}`` (identical stamps; depth optional). Stale frames are
+skipped (latest frame wins), so a slow model lowers the twin rate, never adds lag.
+
+Output: ``frs/twin`` (frs_ros/DigitalTwin), ``frs/twin/instance_ids`` (32SC1 or mono16 image of
+track ids, the colour header), ``frs/twin/markers`` (visualization_msgs/MarkerArray), and in one
+process the ``TwinBuffer`` the reasoner reads (twin + frame + tracker, for tools).
+
+Simulated scenes: the ``sim`` backends read the simulator's ground truth, given in one process
+by the shared ``StampStore``, else rebuilt from ``frs/sim/instance_ids`` + ``frs/sim/objects``.
+
+A model that cannot load (no weights on this machine, bad path) puts the node in the ``error``
+state: the reason is logged once with what to do and kept on ``~/status``; the node stays up.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Optional
+
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from visualization_msgs.msg import MarkerArray
+
+from frs_ros.nodes import common, conversions as cv
+from frs_ros.nodes.params import DigitalTwinParams, declare_node_params
+from frs_ros.nodes.inputs import FrameTopics, SimGroundTruthTopics
+from frs_ros.nodes.sync import FrameBuffer, StampStore, TwinBuffer, TwinSnapshot
+
+#: how long a frame waits for its simulator ground truth when it comes over topics [s]
+GT_WAIT_S = 0.3
+
+
+class DigitalTwinNode(Node):
+    """Frames in, digital twin out."""
+
+    NAME = "digital_twin_node"
+
+    def __init__(self, *, frame_buffer: Optional[FrameBuffer] = None, twin_buffer: Optional[TwinBuffer] = None,
+                 ground_truth: Optional[StampStore] = None, parameter_overrides: Optional[list] = None,
+                 context: Any = None, namespace: str = "") -> None:
+        super().__init__(self.NAME, **common.node_kwargs(parameter_overrides, context, namespace))
+        self.params = p = DigitalTwinParams.from_values(declare_node_params(self, self.NAME))
+        self.health = common.NodeHealth(self)
+        self.twin_buffer = twin_buffer
+        self.tracker = None
+        self.twins = 0
+        self.update_s = float("nan")  # wall time of the last Tracker.update [s]
+        self._pub_twin = self.create_publisher(common_twin_msg(), common.TWIN, common.RELIABLE_QOS)
+        self._pub_ids = self.create_publisher(Image, common.TWIN_INSTANCE_IDS, common.RELIABLE_QOS)
+        self._pub_markers = self.create_publisher(MarkerArray, common.TWIN_MARKERS, common.RELIABLE_QOS)
+
+        # --- input frames: shared buffer (one process) or the republished frs/frame/* topics
+        self.frame_buffer = frame_buffer if frame_buffer is not None else FrameBuffer()
+        if frame_buffer is None:
+            self._frame_topics = FrameTopics(self, self.health, self.frame_buffer.put)
+
+        # --- simulator ground truth (only the sim backends read it)
+        self.needs_gt = p.twin.segmenter == "sim" or p.twin.labeler == "sim"
+        self.ground_truth = ground_truth
+        if self.needs_gt and ground_truth is None:
+            self.ground_truth = StampStore(capacity=64)
+            self._gt_topics = SimGroundTruthTopics(self, self.health, self.ground_truth)
+
+        # --- the model(s): a failure is an error state, not a crash
+        try:
+            from frs_ros.twin.tracker import Tracker
+
+            self.tracker = Tracker(p.twin)
+        except Exception as exc:  # noqa: BLE001 - ModelLoadError and anything a backend raises
+            self.health.set_state("error", f"the digital twin could not start: {exc}. Fix the twin.* parameters "
+                                           f"(segmenter={p.twin.segmenter}, labeler={p.twin.labeler}, depth={p.twin.depth}) "
+                                           "and restart the node; until then no twin is published.")
+            return
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._run, name="frs_twin_worker", daemon=True)
+        self._worker.start()
+        self.health.set_state("ok")
+        self.get_logger().info(
+            f"digital twin: segmenter={p.twin.segmenter}, labeler={p.twin.labeler}, depth={p.twin.depth}; input "
+            f"{'shared FrameBuffer' if frame_buffer is not None else 'frs/frame/* topics'}"
+            f"{'; ground truth ' + ('shared' if ground_truth is not None else 'from frs/sim/*') if self.needs_gt else ''}")
+
+    # ------------------------------------------------------------------ the worker
+    def _run(self) -> None:
+        seen = 0
+        min_period = 1.0 / self.params.max_rate_hz if self.params.max_rate_hz > 0 else 0.0
+        last = 0.0
+        while not self._stop.is_set():
+            seen, frame = self.frame_buffer.wait_newer(seen, timeout_s=0.5)
+            if frame is None:
+                continue
+            wait = min_period - (time.monotonic() - last)
+            if wait > 0:
+                if self._stop.wait(wait):
+                    break
+                seen, frame = self.frame_buffer.latest()  # the newest after the pause
+            last = time.monotonic()
+            try:
+                self.process(frame)
+            except Exception as exc:  # noqa: BLE001 - the worker's callback boundary
+                self.health.problem(f"update:{type(exc).__name__}", f"the twin update failed on frame {frame.stamp_ns}: {exc}")
+
+    def _attach_ground_truth(self, frame: Any) -> None:
+        if not self.needs_gt or frame.gt is not None:
+            return
+        deadline = time.monotonic() + GT_WAIT_S
+        while True:
+            item = self.ground_truth.get(frame.stamp_ns)
+            if item is not None:
+                frame.gt = item[1]
+                return
+            if time.monotonic() >= deadline or self._stop.is_set():
+                return
+            time.sleep(0.01)
+
+    def process(self, frame: Any):
+        """Update the twin with one frame and publish it; returns the twin."""
+        self._attach_ground_truth(frame)
+        t0 = time.perf_counter()
+        twin = self.tracker.update(frame)
+        self.update_s = time.perf_counter() - t0
+        header = cv.make_header(frame.stamp_ns, frame.frame_id)
+        self._pub_twin.publish(cv.twin_to_msg(twin))
+        self._pub_ids.publish(cv.instance_ids_to_msg(cv.instance_id_image(twin), header, self.params.instance_ids_encoding))
+        if self.params.publish_markers:
+            self._pub_markers.publish(cv.twin_markers(twin, header))
+        if self.twin_buffer is not None:
+            self.twin_buffer.put(TwinSnapshot(twin=twin, frame=frame, tracker=self.tracker))
+        self.twins += 1
+        self.health.extra.update(twins=self.twins, objects=len(twin.objects), update_s=round(self.update_s, 4))
+        return twin
+
+    def destroy_node(self) -> None:
+        if getattr(self, "_stop", None) is not None:
+            self._stop.set()
+            self.frame_buffer.close()
+            self._worker.join(timeout=5.0)
+        super().destroy_node()
+
+
+def common_twin_msg():
+    from frs_ros.msg import DigitalTwin
+
+    return DigitalTwin
+
+
+def main(args=None) -> int:
+    return common.run_node(DigitalTwinNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

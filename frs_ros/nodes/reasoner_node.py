@@ -1,0 +1,386 @@
+"""reasoner_node: the ``ReasonSeg`` action server (``frs/reason_seg``) over ``ReasonSegEngine``.
+
+Per goal: check the query -> apply the concurrent-goal policy -> wait for a twin
+(``twin_wait_s``) -> ``engine.answer(query, twin, frame)`` with streaming feedback (stage +
+rollout so far), cancellation between tokens and a time budget -> on ``ok`` publish
+``frs/target/mask`` (mono8 0/255, the source image's header), ``frs/target/overlay`` (rgb8),
+``frs/targets`` (frs_ros/TargetArray: depth stats + 3-D centroids), ``frs/target/markers``
+(and ``frs/target/detections``, vision_msgs/Detection2DArray, where vision_msgs imports) ->
+with ``keep_tracking`` keep republishing those from every new twin. Policies: ``goals.py``.
+
+Centroids are in the camera optical frame, or in ``target_frame`` through tf2 where tf2_ros
+imports (without tf2, or when a transform is missing, the optical frame is kept and that is
+logged, throttled).
+
+Twin input: the shared ``TwinBuffer`` in one process (the tracker comes along, so tools update
+persistent tracks), else ``frs/twin`` + ``frs/frame/*`` (+ ``frs/sim/*`` for the oracle).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Optional
+
+import numpy as np
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Empty
+from visualization_msgs.msg import MarkerArray
+
+from frs_ros.nodes import common, conversions as cv
+from frs_ros.nodes.goals import GoalArbiter, TrackingSession, check_goal_query
+from frs_ros.nodes.inputs import FrameTopics, SimGroundTruthTopics
+from frs_ros.nodes.params import ReasonerParams, declare_node_params, resolve_model_path
+from frs_ros.nodes.sim_wire import QueryBook
+from frs_ros.nodes.sync import StampStore, TwinBuffer, TwinSnapshot
+
+try:  # real ROS installs only
+    import tf2_ros  # type: ignore
+
+    HAVE_TF2 = True
+except Exception:  # noqa: BLE001
+    HAVE_TF2 = False
+
+#: seconds between two streamed feedback messages of the same stage (stage changes go at once)
+FEEDBACK_PERIOD_S = 0.1
+
+
+def apply_transform(translation: np.ndarray, quaternion_xyzw: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """``R(q) @ point + t`` [m]; NaN in, NaN out."""
+    x, y, z, w = (float(v) for v in quaternion_xyzw)
+    rot = np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+    return rot @ np.asarray(point, dtype=float) + np.asarray(translation, dtype=float)
+
+
+class ReasonerNode(Node):
+    """ReasonSeg goals in, target masks / depth / 3-D positions out."""
+
+    NAME = "reasoner_node"
+
+    def __init__(self, *, twin_buffer: Optional[TwinBuffer] = None, query_book: Optional[QueryBook] = None,
+                 engine: Any = None, parameter_overrides: Optional[list] = None, context: Any = None,
+                 namespace: str = "") -> None:
+        super().__init__(self.NAME, **common.node_kwargs(parameter_overrides, context, namespace))
+        self.params = p = ReasonerParams.from_values(declare_node_params(self, self.NAME))
+        self.health = common.NodeHealth(self)
+        self.arbiter = GoalArbiter(p.goal_policy)
+        self.tracking: Optional[TrackingSession] = None
+        self._tracking_lock = threading.Lock()
+        self.goals = {"ok": 0}
+        from frs_ros.msg import TargetArray
+
+        q = common.RELIABLE_QOS
+        self._pub_mask = self.create_publisher(Image, common.TARGET_MASK, q)
+        self._pub_overlay = self.create_publisher(Image, common.TARGET_OVERLAY, q)
+        self._pub_targets = self.create_publisher(TargetArray, common.TARGETS, q)
+        self._pub_markers = self.create_publisher(MarkerArray, common.TARGET_MARKERS, q)
+        self._pub_det = None
+        if cv.HAVE_VISION_MSGS:
+            from vision_msgs.msg import Detection2DArray  # type: ignore
+
+            self._pub_det = self.create_publisher(Detection2DArray, common.TARGET_DETECTIONS, q)
+        self.create_subscription(Empty, common.TARGET_STOP, self.health.guard("stop")(self._stop_cb), q)
+
+        # --- twin input
+        self.query_book = query_book if query_book is not None else QueryBook()
+        self.twin_buffer = twin_buffer if twin_buffer is not None else TwinBuffer()
+        if twin_buffer is None:
+            from frs_ros.msg import DigitalTwin
+
+            self._frames: StampStore = StampStore(capacity=32)
+            self._frame_topics = FrameTopics(self, self.health, lambda f: self._frames.put(f.stamp_ns, f))
+            self._gt = StampStore(capacity=64)
+            if p.reasoner.backend == "oracle":
+                self._gt_topics = SimGroundTruthTopics(self, self.health, self._gt, self.query_book)
+            self.create_subscription(DigitalTwin, common.TWIN, self.health.guard("twin")(self._twin_cb), q)
+
+        # --- tf2 (optional)
+        self._tf_buffer = None
+        if p.target_frame:
+            if HAVE_TF2:
+                self._tf_buffer = tf2_ros.Buffer()
+                self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
+            else:
+                self.get_logger().warn(f"target_frame '{p.target_frame}' is set but tf2_ros is not installed: target "
+                                       "centroids stay in the camera optical frame")
+
+        # --- the reasoner: a load failure is an error state, goals then end 'error' with the reason
+        self.engine = engine
+        if self.engine is None:
+            try:
+                from dataclasses import replace
+
+                from frs_ros.reasoning.api import ReasonSegEngine
+
+                cfg = replace(p.reasoner, model=resolve_model_path(p.reasoner.model))
+                self.engine = ReasonSegEngine(cfg)
+            except Exception as exc:  # noqa: BLE001 - ReasonerLoadError and friends
+                self.health.set_state(
+                    "error", f"the reasoner could not load (backend={p.reasoner.backend}, model={p.reasoner.model}): {exc}. "
+                             "Set reasoner.model to a local model directory (or reasoner.backend: oracle on simulated scenes) "
+                             "and restart; goals end with status 'error' until then.")
+        self._group = ReentrantCallbackGroup()
+        from frs_ros.action import ReasonSeg
+
+        self._action_type = ReasonSeg
+        self._server = ActionServer(self, ReasonSeg, common.REASON_SEG, execute_callback=self._execute_cb,
+                                    goal_callback=self._goal_cb, cancel_callback=self._cancel_cb,
+                                    callback_group=self._group)
+        self._stop = threading.Event()
+        self._tracker_thread = threading.Thread(target=self._tracking_loop, name="frs_target_tracking", daemon=True)
+        self._tracker_thread.start()
+        if self.engine is not None:
+            self.health.set_state("ok")
+            self.get_logger().info(
+                f"reasoner: backend={p.reasoner.backend}"
+                f"{'' if p.reasoner.backend == 'oracle' else ', model=' + resolve_model_path(p.reasoner.model)}; "
+                f"goal policy {p.goal_policy}; action '{self.resolve_action_name()}'")
+
+    def resolve_action_name(self) -> str:
+        ns = self.get_namespace().rstrip("/")
+        return f"{ns}/{common.REASON_SEG}"
+
+    # ------------------------------------------------------------------ cross-process twin
+    def _twin_cb(self, msg) -> None:
+        twin = cv.twin_from_msg(msg)
+        frame = self._frames.get(twin.stamp_ns)
+        if frame is not None and frame.gt is None:
+            item = self._gt.get(twin.stamp_ns)
+            if item is not None:
+                frame.gt = item[1]
+        self.twin_buffer.put(TwinSnapshot(twin=twin, frame=frame, tracker=None))
+
+    # ------------------------------------------------------------------ action callbacks
+    def _goal_cb(self, _goal_request) -> GoalResponse:
+        return GoalResponse.ACCEPT  # every goal is accepted; its outcome is in result.status (goals.py)
+
+    def _cancel_cb(self, goal_handle) -> CancelResponse:
+        active = self.arbiter.active
+        if active is not None and active.goal_id == _goal_id(goal_handle):
+            active.cancel.set()
+        return CancelResponse.ACCEPT
+
+    def _stop_cb(self, _msg: Empty) -> None:
+        self.stop_tracking("stop requested on frs/target/stop")
+
+    def _execute_cb(self, goal_handle):
+        try:
+            return self._execute(goal_handle)
+        except Exception as exc:  # noqa: BLE001 - the callback boundary: the goal ends 'error'
+            self.health.problem(f"goal:{type(exc).__name__}", f"a ReasonSeg goal failed: {exc}", level="error")
+            res = self._action_type.Result(status="error", error=f"internal error: {type(exc).__name__}: {exc}")
+            goal_handle.abort()
+            return res
+
+    def _execute(self, goal_handle):
+        t0 = time.monotonic()
+        p = self.params
+        goal = goal_handle.request
+        gid = _goal_id(goal_handle)
+        Result, Feedback = self._action_type.Result, self._action_type.Feedback
+        stages: list[tuple[str, float]] = []
+
+        def finish(status: str, error: str = "", answer=None):
+            res = Result(status=status, error=error)
+            if answer is not None:
+                res.reasoning = answer.reasoning
+                res.prompt_tokens = int(answer.prompt_tokens)
+                res.cached_tokens = int(answer.cached_tokens)
+                res.generated_tokens = int(answer.generated_tokens)
+                for k, v in answer.timings_s.items():
+                    if k != "total":
+                        stages.append((k, float(v)))
+            res.stage_names = [s for s, _ in stages]
+            res.stage_latencies_s = [float(v) for _, v in stages]
+            res.total_latency_s = float(time.monotonic() - t0)
+            self.goals[status] = self.goals.get(status, 0) + 1
+            self.health.extra["goals"] = dict(self.goals)
+            if status == "ok":
+                goal_handle.succeed()
+            elif status == "cancelled" and goal_handle.is_cancel_requested:
+                goal_handle.canceled()
+            else:
+                goal_handle.abort()
+            if status not in ("ok",):
+                self.get_logger().info(f"goal {gid[:8]} '{goal.query[:60]}': {status} — {error}")
+            return res
+
+        try:
+            query = check_goal_query(goal.query, p.reasoner.max_query_chars)
+        except ValueError as exc:
+            return finish("rejected", str(exc))
+        if self.engine is None:
+            return finish("error", self.health.error)
+        active, why = self.arbiter.admit(gid)
+        if active is None:
+            return finish("rejected", why)
+        self.stop_tracking(f"replaced by goal {gid[:8]}")
+        try:
+            budget = float(goal.timeout_s) if goal.timeout_s > 0 else p.default_timeout_s
+            deadline = t0 + budget
+            last_fb = [None, 0.0]
+
+            def send_feedback(stage_index: int, stage_name: str, so_far: str, tokens: int) -> None:
+                now = time.monotonic()
+                if stage_name == last_fb[0] and now - last_fb[1] < FEEDBACK_PERIOD_S:
+                    return
+                last_fb[0], last_fb[1] = stage_name, now
+                goal_handle.publish_feedback(Feedback(stage=stage_index, stage_name=stage_name,
+                                                      reasoning_so_far=so_far, generated_tokens=int(tokens)))
+
+            # --- wait for a twin
+            send_feedback(Feedback.STAGE_WAITING_FOR_TWIN, "waiting_for_twin", "", 0)
+            t_wait = time.monotonic()
+            seq, snap = self.twin_buffer.latest()
+            wait_until = min(deadline, t_wait + p.twin_wait_s)
+            while snap is None and not active.cancel.is_set() and time.monotonic() < wait_until:
+                seq, snap = self.twin_buffer.wait_newer(seq, timeout_s=min(0.1, max(0.0, wait_until - time.monotonic())))
+            stages.append(("wait_twin", time.monotonic() - t_wait))
+            if active.cancel.is_set():
+                return finish("cancelled", _cancel_reason(active))
+            if snap is None:
+                if time.monotonic() >= deadline:
+                    return finish("timeout", f"the goal's time budget of {budget:g} s ran out waiting for a digital twin")
+                return finish("no_twin", f"no digital twin arrived within twin_wait_s={p.twin_wait_s:g} s: check that the "
+                                         "camera publishes and the digital_twin_node is in state 'ok' (its ~/status topic)")
+
+            # --- answer, with the time budget enforced through the cancel event
+            timed_out = threading.Event()
+            timer = threading.Timer(max(0.0, deadline - time.monotonic()), lambda: (timed_out.set(), active.cancel.set()))
+            timer.daemon = True
+            timer.start()
+
+            def on_feedback(fb) -> None:
+                send_feedback(int(fb.stage_index), fb.stage, fb.reasoning_so_far, fb.generated_tokens)
+
+            tools = None
+            if snap.tracker is not None:
+                from frs_ros.twin.tools import run_tool
+
+                tracker, frame = snap.tracker, snap.frame
+                tools = lambda call: run_tool(call, tracker, frame)  # noqa: E731
+            try:
+                answer = self.engine.answer(query, snap.twin, snap.frame, max_targets=int(goal.max_targets),
+                                            cancel=active.cancel, on_feedback=on_feedback,
+                                            sim_query=self.query_book.get(query), tool_executor=tools)
+            finally:
+                timer.cancel()
+            if answer.status == "cancelled" or (active.cancel.is_set() and answer.status != "ok"):
+                if timed_out.is_set():
+                    return finish("timeout", f"the goal's time budget of {budget:g} s ran out while reasoning; raise "
+                                             "goal.timeout_s or default_timeout_s", answer)
+                return finish("cancelled", _cancel_reason(active), answer)
+            if answer.status != "ok":
+                return finish("error", f"{answer.status}: {answer.error}", answer)
+            send_feedback(Feedback.STAGE_ANSWERING, "answering", answer.reasoning, answer.generated_tokens)
+            target_msgs = self.publish_targets(answer.targets, snap, query, gid)
+            if goal.keep_tracking and p.allow_tracking and answer.targets:
+                with self._tracking_lock:
+                    self.tracking = TrackingSession(gid, query, [t.track_id for t in answer.targets], p.tracking_lost_s,
+                                                    last_seen_ns=int(snap.twin.stamp_ns))
+            res = finish("ok", "", answer)
+            res.targets = target_msgs
+            self.get_logger().info(f"goal {gid[:8]} '{query[:60]}': ok, targets {answer.target_ids} "
+                                   f"in {res.total_latency_s:.2f} s")
+            return res
+        finally:
+            self.arbiter.finish(active)
+
+    # ------------------------------------------------------------------ outputs
+    def _centroid(self, point: np.ndarray, header) -> tuple[Any, np.ndarray]:
+        """(header, point) of a centroid in target_frame when tf2 can, else the optical frame."""
+        if self._tf_buffer is None or not np.all(np.isfinite(point)):
+            return header, point
+        try:
+            from rclpy.duration import Duration
+            from rclpy.time import Time
+
+            tf = self._tf_buffer.lookup_transform(self.params.target_frame, header.frame_id,
+                                                  Time.from_msg(header.stamp), timeout=Duration(seconds=0.05))
+            t, r = tf.transform.translation, tf.transform.rotation
+            out = apply_transform(np.array([t.x, t.y, t.z]), np.array([r.x, r.y, r.z, r.w]), point)
+            return cv.Header(stamp=header.stamp, frame_id=self.params.target_frame), out
+        except Exception as exc:  # noqa: BLE001 - missing transform: keep the optical frame
+            self.health.problem("tf2", f"no transform {header.frame_id} -> {self.params.target_frame} ({exc}); "
+                                       "centroids stay in the optical frame")
+            return header, point
+
+    def publish_targets(self, targets: list, snap: TwinSnapshot, query: str, goal_id: str) -> list:
+        """Publish mask, overlay, targets, markers (+ detections) of ``targets`` on ``snap``'s frame."""
+        twin, frame = snap.twin, snap.frame
+        header = cv.make_header(twin.stamp_ns, frame.frame_id if frame is not None else twin.frame_id)
+        mask = np.zeros(twin.image_size, dtype=bool)
+        for t in targets:
+            mask |= t.mask
+        centroids = [self._centroid(np.asarray(t.centroid_m, dtype=float), header) for t in targets]
+        arr = cv.targets_to_msg(targets, header, query, goal_id, centroids)
+        self._pub_mask.publish(cv.mask_to_msg(mask, header))
+        if frame is not None:
+            self._pub_overlay.publish(cv.color_to_msg(cv.overlay_rgb(frame.rgb, mask, alpha=self.params.overlay_alpha), header))
+        self._pub_targets.publish(arr)
+        self._pub_markers.publish(cv.target_markers(targets, header))
+        if self._pub_det is not None:
+            self._pub_det.publish(cv.detections_to_msg(targets, header))
+        return list(arr.targets)
+
+    # ------------------------------------------------------------------ tracking
+    def stop_tracking(self, reason: str) -> None:
+        with self._tracking_lock:
+            if self.tracking is not None:
+                self.get_logger().info(f"stopped tracking {self.tracking.track_ids} ('{self.tracking.query[:40]}'): {reason}")
+                self.tracking = None
+
+    def _tracking_loop(self) -> None:
+        seen, _ = self.twin_buffer.latest()
+        from frs_ros.reasoning.api import target_from_object
+
+        while not self._stop.is_set():
+            seen, snap = self.twin_buffer.wait_newer(seen, timeout_s=0.5)
+            if snap is None:
+                continue
+            with self._tracking_lock:
+                session = self.tracking
+            if session is None or not self.params.allow_tracking:
+                continue
+            try:
+                ids = session.visible_ids(snap.twin)
+                if ids is None:
+                    self.stop_tracking(session.stopped_reason)
+                    continue
+                targets = [target_from_object(snap.twin, i) for i in ids]
+                self.publish_targets(targets, snap, session.query, session.goal_id)
+                self.health.extra["tracked_frames"] = self.health.extra.get("tracked_frames", 0) + 1
+            except Exception as exc:  # noqa: BLE001
+                self.health.problem(f"tracking:{type(exc).__name__}", f"tracking failed on a frame: {exc}")
+
+    def destroy_node(self) -> None:
+        if getattr(self, "_stop", None) is not None:
+            self._stop.set()
+            self.twin_buffer.close()
+            self._tracker_thread.join(timeout=5.0)
+        if getattr(self, "_server", None) is not None:
+            self._server.destroy()
+        super().destroy_node()
+
+
+def _goal_id(goal_handle) -> str:
+    return bytes(bytearray(goal_handle.goal_id.uuid)).hex()
+
+
+def _cancel_reason(active) -> str:
+    return "preempted by a newer goal (goal_policy 'preempt')" if active.preempted else "cancelled by the client"
+
+
+def main(args=None) -> int:
+    return common.run_node(ReasonerNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

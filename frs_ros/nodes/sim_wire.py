@@ -1,0 +1,121 @@
+"""Simulator ground truth on the wire (ROS-free JSON), for the cross-process hand-off.
+
+In one process (``frs_bringup``, the demo, the tests) the simulated camera hands its ground
+truth to the twin and reasoner nodes directly (a ``StampStore`` keyed by the published stamp,
+and a ``QueryBook`` text -> ``Query``). Across processes the sim camera publishes
+``/frs/sim/instance_ids`` (32SC1, the colour image's header) and ``/frs/sim/objects``
+(std_msgs/String, ``objects_to_json``), plus the episode's queries once on the latched
+``/frs/sim/queries`` (``queries_to_json``); the receiving nodes rebuild the same objects.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Iterable, Optional
+
+import numpy as np
+
+from frs_ros.sim.types import Query, SceneGroundTruth, SimObject
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, np.ndarray):
+        return {"__nd__": x.tolist(), "dtype": str(x.dtype)}
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    if isinstance(x, (tuple, list)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    return x
+
+
+def _unjson(x: Any) -> Any:
+    if isinstance(x, dict):
+        if "__nd__" in x:
+            return np.asarray(x["__nd__"], dtype=x.get("dtype", "float64"))
+        return {k: _unjson(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_unjson(v) for v in x]
+    return x
+
+
+def objects_to_json(stamp_ns: int, objects: dict[int, SimObject]) -> str:
+    return json.dumps({"stamp_ns": int(stamp_ns), "objects": [_jsonable(o.__dict__) for o in objects.values()]})
+
+
+def objects_from_json(text: str) -> tuple[int, dict[int, SimObject]]:
+    d = json.loads(text)
+    objs = {}
+    for o in d["objects"]:
+        o = _unjson(o)
+        o["position_m"] = np.asarray(o["position_m"], dtype=float)
+        objs[int(o["instance_id"])] = SimObject(**o)
+    return int(d["stamp_ns"]), objs
+
+
+def queries_to_json(queries: Iterable[Query]) -> str:
+    return json.dumps([_jsonable(q.__dict__) for q in queries])
+
+
+def queries_from_json(text: str) -> list[Query]:
+    return [Query(**_unjson(q)) for q in json.loads(text)]
+
+
+class QueryBook:
+    """Thread-safe ``query text -> sim Query`` map: lets the oracle reasoner answer goals that
+    carry only text. Lookup ignores case and surrounding whitespace."""
+
+    def __init__(self, queries: Iterable[Query] = ()) -> None:
+        self._lock = threading.Lock()
+        self._by_text: dict[str, Query] = {}
+        self.update(queries)
+
+    @staticmethod
+    def _key(text: str) -> str:
+        return " ".join(str(text).split()).lower()
+
+    def update(self, queries: Iterable[Query]) -> None:
+        with self._lock:
+            for q in queries:
+                self._by_text[self._key(q.text)] = q
+
+    def get(self, text: str) -> Optional[Query]:
+        with self._lock:
+            return self._by_text.get(self._key(text))
+
+    def all(self) -> list[Query]:
+        with self._lock:
+            return list(self._by_text.values())
+
+
+class GroundTruthAssembler:
+    """Pairs ``/frs/sim/instance_ids`` images with ``/frs/sim/objects`` JSON by stamp."""
+
+    def __init__(self, capacity: int = 16) -> None:
+        self._maps: dict[int, np.ndarray] = {}
+        self._objs: dict[int, dict[int, SimObject]] = {}
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def add_instance_map(self, stamp_ns: int, instance_map: np.ndarray) -> Optional[tuple[int, SceneGroundTruth]]:
+        with self._lock:
+            self._maps[int(stamp_ns)] = instance_map
+            return self._pop(int(stamp_ns))
+
+    def add_objects(self, text: str) -> Optional[tuple[int, SceneGroundTruth]]:
+        stamp, objs = objects_from_json(text)
+        with self._lock:
+            self._objs[stamp] = objs
+            return self._pop(stamp)
+
+    def _pop(self, stamp: int) -> Optional[tuple[int, SceneGroundTruth]]:
+        for d in (self._maps, self._objs):
+            while len(d) > self._capacity:
+                d.pop(min(d))
+        if stamp in self._maps and stamp in self._objs:
+            return stamp, SceneGroundTruth(instance_map=self._maps.pop(stamp), objects=self._objs.pop(stamp))
+        return None
