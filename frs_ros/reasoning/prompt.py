@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 INSTRUCTION = (
-    "Find the objects the query refers to. Each scene line is one object: id, label, facts. "
+    "Find the objects the query refers to. Each scene line is one object: #id, label, facts. "
     "Reason briefly in <reason></reason>. If the scene lacks a needed fact, call tools in "
     "<plan></plan>: describe(id) colour/material, relation(a, b) spatial relation, "
     "history(id) past motion, detect(\"text\") unlisted objects; their output comes in "

@@ -227,10 +227,15 @@ def render_answer(ids: Iterable[int]) -> str:
 
 
 def render_results(calls: Sequence[ToolCall], outputs: Sequence[str]) -> str:
-    """One line per call: ``describe(4): red ceramic mug``. Tags in outputs are neutralised."""
+    """One line per call: ``describe(4): ...``. Tags in outputs are neutralised, newlines flattened."""
     if len(calls) != len(outputs):
         raise ValueError(f"{len(calls)} calls but {len(outputs)} outputs")
-    return "\n".join(f"{_render_call(c)}: {sanitise_text(o)}" for c, o in zip(calls, outputs))
+    lines = []
+    for c, o in zip(calls, outputs):
+        o = sanitise_text(str(o)).replace("\n", " ").strip()
+        # twin tools already start their line with the call (``describe(4): ...``)
+        lines.append(o if o.startswith(c.name + "(") else f"{_render_call(c)}: {o}")
+    return "\n".join(lines)
 
 
 def sanitise_text(text: str) -> str:
