@@ -51,6 +51,8 @@ class TwinConfig:
     min_mask_area_px [px]: smaller masks are ignored (noise, slivers).
     label_vocabulary: OWLv2 text queries; empty = HOUSEHOLD_VOCABULARY.
     label_noise: sim labeler: probability that a label is replaced by a synonym/confusion.
+    num_threads: torch intra-op threads for the model backends (0 = torch's default); on a
+        shared small CPU, 1-2 is much faster than oversubscribing.
     seed: RNG seed of the sim label noise (deterministic twins for tests and data).
     """
 
@@ -61,6 +63,7 @@ class TwinConfig:
     owlv2_model: str = "google/owlv2-base-patch16-ensemble"
     depth_model: str = "depth-anything/Depth-Anything-V2-Small-hf"
     device: str = "cpu"
+    num_threads: int = 0
     keyframe_interval: int = 10
     coverage_drop: float = 0.7
     retire_after_s: float = 5.0

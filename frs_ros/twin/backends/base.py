@@ -83,3 +83,55 @@ def box_mask(box: Box, shape: tuple[int, int]) -> np.ndarray:
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     m[max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = True
     return m
+
+
+def load_pretrained(cls, model_id: str, what: str, config_key: str, device: str = "cpu", **kwargs):
+    """``cls.from_pretrained(model_id)`` in eval mode on ``device``; any failure to find or read the
+    files becomes a ``ModelLoadError`` that says how to get them onto an offline machine."""
+    from frs_ros.twin.config import model_load_error
+
+    try:
+        model = cls.from_pretrained(model_id, **kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:  # hub/IO/config errors all surface as these
+        raise model_load_error(what, model_id, config_key, e) from e
+    if hasattr(model, "eval"):
+        model = model.eval().to(device)
+    return model
+
+
+def read_json_file(model_id: str, filename: str) -> dict | None:
+    """A JSON file that sits beside the weights (local dir or hub cache); None when there is none."""
+    import json
+    import os
+
+    path = os.path.join(model_id, filename)
+    if not os.path.isfile(path):
+        try:
+            from transformers.utils import cached_file
+
+            path = cached_file(model_id, filename, _raise_exceptions_for_missing_entries=False)
+        except (OSError, ValueError):
+            return None
+        if path is None:
+            return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def nms_masks(masks: list[np.ndarray], scores: list[float], iou_thresh: float) -> list[int]:
+    """Greedy mask NMS: indices kept, best score first; a mask is dropped when its IoU with a kept
+    one exceeds ``iou_thresh``."""
+    order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
+    kept: list[int] = []
+    areas = [int(m.sum()) for m in masks]
+    for i in order:
+        ok = True
+        for j in kept:
+            inter = int(np.logical_and(masks[i], masks[j]).sum())
+            union = areas[i] + areas[j] - inter
+            if union > 0 and inter / union > iou_thresh:
+                ok = False
+                break
+        if ok:
+            kept.append(int(i))
+    return kept
