@@ -267,9 +267,9 @@ def generate_chains(
 ) -> ChainStats:
     """Run the teacher over ``cfg.split`` and write kept chains to ``cfg.out`` (+ ``.stats.json``)."""
     if reasoner is None:
-        from frs_ros.reasoning import build_reasoner
+        from frs_ros.training.evaluate import build_system
 
-        reasoner = build_reasoner(cfg.reasoner)
+        reasoner, _ = build_system(cfg.reasoner)
     if contexts is None:
         contexts = iter_contexts(cfg.split, cfg.n_images, cfg.n_episodes, cfg.seed0, cfg.episode_frames, cfg.twin_backend)
     out = Path(cfg.out)

@@ -196,8 +196,11 @@ def _build(cls: type, data: dict, where: str) -> Any:
             value = _build(type(default), base, f"{where}.{key}")
         elif isinstance(default, tuple) and isinstance(value, (list, tuple)):
             value = tuple(value)
-        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+        elif isinstance(default, float) and not isinstance(value, bool) and isinstance(value, (int, str)):
+            try:  # YAML 1.1 reads "1e-4" (no dot) as a string
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{where}.{key}: expected a number, got {value!r}") from None
         kwargs[key] = value
     return cls(**kwargs)
 

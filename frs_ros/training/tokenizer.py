@@ -6,8 +6,10 @@ so it runs in Rust and saves as a standard ``tokenizer.json``):
 
 - a space is folded into the next piece as ``▁`` (SentencePiece convention), so decoding is
   an exact inverse: ``" red mug"`` -> ``["▁red", "▁mug"]`` -> ``" red mug"``;
-- pieces are letter runs, single digits (so any number is spelled with 10 digit tokens and
-  track ids never go out of vocabulary), single punctuation marks, single newlines;
+- pieces are letter runs (with a trailing ``=``: ``"▁size="``), numbers cut into ``"d."``,
+  ``"dd"`` and ``"d"`` pieces (``"0.37"`` -> ``["0.", "37"]``; all 120 such pieces are always in
+  the vocabulary, so no number is ever unknown and twin lines stay short), single punctuation
+  marks, single newlines;
 - rollout tags (``<reason>`` ...), chat markers (``<|im_start|>``, ``<|im_end|>``) are atomic
   added tokens; they are *not* special, so ``decode(..., skip_special_tokens=True)`` keeps them;
 - a piece never seen in the corpus becomes ``[UNK]`` (id 1) and decodes to nothing with
@@ -26,7 +28,7 @@ from typing import Iterable, Optional, Sequence
 PAD, UNK, BOS = "[PAD]", "[UNK]", "[BOS]"
 EOS = "<|im_end|>"
 SPECIAL_TOKENS = (PAD, UNK, BOS)
-SPLIT_PATTERN = r"▁?\p{L}+|▁?\p{N}|▁?[^\p{L}\p{N}▁\s]|\s|▁"
+SPLIT_PATTERN = r"▁?\p{L}+=?|▁?\d\.|▁?\d\d|▁?\p{N}|▁?[^\p{L}\p{N}▁\s]|\s|▁"
 
 
 def tag_tokens() -> list[str]:
@@ -94,8 +96,10 @@ def fit_tokenizer(texts: Iterable[str], min_frequency: int = 1, max_vocab: int =
         yield from texts
         yield from extra
         yield from more
-        for d in "0123456789":
-            yield (d + " " + d + " ") * max(1, min_frequency)
+        digits = [d for d in "0123456789"] + [d + "." for d in "0123456789"]
+        digits += [a + b for a in "0123456789" for b in "0123456789"]
+        for _ in range(max(1, min_frequency)):
+            yield "\n".join(digits) + "\n " + " ".join(digits)
 
     # Pass 1 finds the words; pass 2 adds each word's other form ("word" <-> "▁word"), so a word
     # seen only at a line start (or only after a space) is still known in the other position.

@@ -1,0 +1,248 @@
+"""``frs-train``: chains -> SFT -> GRPO -> eval -> report, each step one YAML config.
+
+    python -m frs_ros.training.cli chains --config config/train_chains.yaml
+    python -m frs_ros.training.cli sft    --config config/train_sft_nano.yaml
+    python -m frs_ros.training.cli grpo   --config config/train_grpo_nano.yaml
+    python -m frs_ros.training.cli eval   --config config/train_eval.yaml
+    python -m frs_ros.training.cli report --config config/train_report.yaml
+    python -m frs_ros.training.cli ship   --from out/train/grpo/final --to models/nano_student
+
+Any config key can be overridden on the command line: ``... sft --config X.yaml lr=3e-4``.
+On GPUs the same commands run under ``accelerate launch`` (``accelerate launch -m
+frs_ros.training.cli sft --config config/train_sft_qwen3_0_6b.yaml``): the loops use
+``accelerate.Accelerator``; chain generation and eval shard samples over processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from frs_ros.training.config import (
+    ChainsConfig,
+    EvalConfig,
+    GRPOConfig,
+    ReportConfig,
+    SFTConfig,
+    config_to_dict,
+    load_config,
+    parse_overrides,
+)
+
+
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _fmt(rec: dict) -> str:
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items())
+
+
+def cmd_chains(cfg: ChainsConfig) -> dict:
+    from accelerate import PartialState
+
+    from frs_ros.training.chains import generate_chains, iter_contexts
+
+    state = PartialState()
+    out = cfg.out
+    shard = (state.process_index, state.num_processes)
+    if state.num_processes > 1:  # every process writes its own shard: <out>.<i>-of-<n>
+        out = f"{cfg.out}.{state.process_index}-of-{state.num_processes}"
+    from dataclasses import replace
+
+    cfg = replace(cfg, out=out)
+    contexts = iter_contexts(cfg.split, cfg.n_images, cfg.n_episodes, cfg.seed0, cfg.episode_frames, cfg.twin_backend,
+                             shard=shard)
+    stats = generate_chains(cfg, contexts=contexts, log=_log)
+    summary = stats.to_json()
+    _log(f"chains: kept {summary['kept']}/{summary['seen']} -> {out}")
+    _log(json.dumps({k: summary[k] for k in ("per_kind", "rejected")}))
+    return summary
+
+
+def _tokenizer_for(cfg: SFTConfig, records: list[dict]):
+    """Fit the nano student's tokenizer on the chains (+ extra files), or load the one named."""
+    from frs_ros.training.sft import prompt_of
+    from frs_ros.training.tokenizer import fit_tokenizer, load_tokenizer
+
+    if cfg.tokenizer:
+        return load_tokenizer(cfg.tokenizer)
+    texts = []
+    extra = []
+    if cfg.fit_tokenizer_on:
+        from frs_ros.training.sft import read_chains
+
+        extra = read_chains(cfg.fit_tokenizer_on)
+    for r in list(records) + extra:
+        texts += [prompt_of(r).text, r["rollout"]]
+    return fit_tokenizer(texts)
+
+
+def build_student_for_sft(cfg: SFTConfig, records: list[dict]):
+    """``(model, tokenizer)``: the nano student from scratch, or a HF LLM (+ LoRA if lora_r > 0)."""
+    from frs_ros.training.model import apply_lora, build_nano_student, count_parameters, load_student
+
+    if cfg.model == "nano":
+        tok = _tokenizer_for(cfg, records)
+        model = build_nano_student(cfg.nano, tok, seed=cfg.seed)
+    else:
+        model, tok = load_student(cfg.model)
+        if cfg.tokenizer:
+            from frs_ros.training.tokenizer import load_tokenizer
+
+            tok = load_tokenizer(cfg.tokenizer)
+    if cfg.lora_r > 0:
+        model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
+    _log(f"sft: model {cfg.model}: {count_parameters(model)} params, {count_parameters(model, True)} trainable, "
+         f"vocab {len(tok)}")
+    return model, tok
+
+
+def cmd_sft(cfg: SFTConfig) -> dict:
+    import torch
+
+    from frs_ros.training.sft import read_chains, train_sft
+
+    torch.set_num_threads(cfg.num_threads)
+    records = read_chains(cfg.chains, cfg.max_examples)
+    model, tok = build_student_for_sft(cfg, records)
+    res = train_sft(cfg, model, tok, records, on_log=lambda r: _log("sft " + _fmt(r)))
+    _log(f"sft: {res.steps} steps in {res.wall_s:.0f} s, dropped {res.dropped_too_long} too long -> {res.out_dir / 'final'}")
+    return {"steps": res.steps, "wall_s": res.wall_s, "out": str(res.out_dir / "final")}
+
+
+def cmd_grpo(cfg: GRPOConfig) -> dict:
+    import torch
+
+    from frs_ros.training.chains import ContextCache
+    from frs_ros.training.grpo import train_grpo
+    from frs_ros.training.model import apply_lora, load_student
+    from frs_ros.training.rewards import build_judge
+    from frs_ros.training.sft import read_chains
+
+    torch.set_num_threads(cfg.num_threads)
+    records = read_chains(cfg.chains, cfg.max_prompts)
+    if cfg.hard_fraction > 0:
+        records = _hard_first(records, cfg.hard_fraction, cfg.seed)
+    model, tok = load_student(cfg.init)
+    if cfg.lora_r > 0:
+        model = apply_lora(model, cfg.lora_r, cfg.lora_alpha)
+    judge = build_judge(cfg.judge) if cfg.gamma != 0.0 else None
+    res = train_grpo(cfg, model, tok, records, ContextCache(), judge, on_log=lambda r: _log("grpo " + _fmt(r)))
+    _log(f"grpo: {res.steps} steps in {res.wall_s:.0f} s -> {res.out_dir / 'final'}")
+    return {"steps": res.steps, "wall_s": res.wall_s, "out": str(res.out_dir / "final")}
+
+
+def _hard_first(records: list[dict], fraction: float, seed: int) -> list[dict]:
+    """Oversample difficulty >= 2 prompts so that ``fraction`` of the pool is hard."""
+    import random
+
+    rng = random.Random(seed)
+    hard = [r for r in records if int(r.get("difficulty", 1)) >= 2]
+    easy = [r for r in records if int(r.get("difficulty", 1)) < 2]
+    if not hard or not easy:
+        return records
+    n_easy = int(len(hard) * (1 - fraction) / max(fraction, 1e-6))
+    pool = hard + rng.sample(easy, min(len(easy), n_easy))
+    rng.shuffle(pool)
+    return pool
+
+
+def cmd_eval(cfg: EvalConfig) -> dict:
+    import torch
+
+    from frs_ros.training.evaluate import evaluate, markdown_table
+
+    torch.set_num_threads(cfg.num_threads)
+    result = evaluate(cfg, log=_log)
+    _log(markdown_table(result))
+    return result
+
+
+def cmd_report(cfg: ReportConfig) -> dict:
+    from frs_ros.training.evaluate import markdown_table
+    from frs_ros.training.report import plot_curves
+
+    if cfg.run_eval:
+        result = cmd_eval(cfg.eval)
+    else:
+        result = json.loads(Path(cfg.eval.out).read_text())
+    table = markdown_table(result)
+    out = Path(cfg.table_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table + "\n")
+    images = plot_curves(cfg.logs, cfg.img_dir) if cfg.logs else []
+    _log(table)
+    for p in images:
+        _log(f"curve: {p}")
+    return {"table": str(out), "images": [str(p) for p in images]}
+
+
+def cmd_ship(src: str, dst: str, logs: Sequence[str] = (), configs: Sequence[str] = ()) -> dict:
+    """Copy a checkpoint to ``dst`` with fp16 weights, plus training logs and resolved configs."""
+    import torch
+
+    from frs_ros.training.model import load_student, read_training_state, save_checkpoint
+
+    model, tok = load_student(src)
+    state = read_training_state(src)
+    dst_p = Path(dst)
+    if dst_p.exists():
+        shutil.rmtree(dst_p)
+    save_checkpoint(model, tok, dst_p, state["config"], state["step"], state["stage"],
+                    extra={k: v for k, v in state.items() if k not in ("config", "step", "stage")}, dtype=torch.float16)
+    for p in logs:
+        pp = Path(p)
+        if pp.exists():
+            shutil.copy(pp, dst_p / pp.name)
+    (dst_p / "configs").mkdir(exist_ok=True)
+    for p in configs:
+        pp = Path(p)
+        if pp.exists():
+            shutil.copy(pp, dst_p / "configs" / pp.name)
+    size = sum(f.stat().st_size for f in dst_p.rglob("*") if f.is_file())
+    _log(f"ship: {src} -> {dst} ({size / 1e6:.1f} MB)")
+    return {"bytes": size}
+
+
+COMMANDS = {
+    "chains": (ChainsConfig, cmd_chains),
+    "sft": (SFTConfig, cmd_sft),
+    "grpo": (GRPOConfig, cmd_grpo),
+    "eval": (EvalConfig, cmd_eval),
+    "report": (ReportConfig, cmd_report),
+}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="frs-train", description="Distil the FastReasonSeg student (chains, SFT, GRPO, eval, report).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (cls, _) in COMMANDS.items():
+        p = sub.add_parser(name, help=f"{name} ({cls.__name__})")
+        p.add_argument("--config", default=None, help="YAML file overriding the defaults of " + cls.__name__)
+        p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+        p.add_argument("overrides", nargs="*", help="key=value overrides (values parsed as YAML)")
+    ship = sub.add_parser("ship", help="export a checkpoint (fp16) with logs and configs, e.g. to models/nano_student")
+    ship.add_argument("--from", dest="src", required=True)
+    ship.add_argument("--to", dest="dst", required=True)
+    ship.add_argument("--logs", nargs="*", default=[])
+    ship.add_argument("--configs", nargs="*", default=[])
+    args = parser.parse_args(argv)
+    if args.command == "ship":
+        cmd_ship(args.src, args.dst, args.logs, args.configs)
+        return 0
+    cls, fn = COMMANDS[args.command]
+    cfg = load_config(cls, args.config, parse_overrides(args.overrides))
+    if args.print_config:
+        print(json.dumps(config_to_dict(cfg), indent=2))
+        return 0
+    fn(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

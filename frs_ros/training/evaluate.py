@@ -1,0 +1,166 @@
+"""Held-out evaluation of reasoners on the sim test split (unseen templates and categories).
+
+Every system answers the same queries (one pass over the samples, all systems per query):
+
+- images: gIoU / cIoU (``frs_ros.metrics.GIoUCIoU``, LISA convention) of the answered mask;
+- episodes (video): J, F, J&F (``frs_ros.metrics.video_jf``): the answered track ids' masks on
+  every frame of the episode against the targets' visible masks;
+- format validity: % of rollouts the reasoner's parser accepts (status 'ok');
+- mean generated tokens (model-chosen tokens, from ``ReasonerOutput.generated_tokens``).
+
+A system is a reasoner config dict (``ReasonerConfig.from_dict``) plus an optional
+``tools: false`` (tool calls still pause generation, but every result reads "tools disabled").
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from frs_ros.training.config import EvalConfig, config_to_dict
+
+
+def build_system(spec: dict) -> tuple[Any, bool]:
+    """``(reasoner, tools_enabled)`` from a system spec (reasoner config + optional ``tools``)."""
+    from frs_ros.reasoning.api import build_reasoner
+    from frs_ros.reasoning.config import ReasonerConfig
+
+    spec = dict(spec)
+    tools = bool(spec.pop("tools", True))
+    return build_reasoner(ReasonerConfig.from_dict(spec)), tools
+
+
+@dataclass
+class SystemScores:
+    """Running scores of one system."""
+
+    name: str
+    image: Any = None
+    video: list = field(default_factory=list)
+    valid: int = 0
+    total: int = 0
+    gen_tokens: list = field(default_factory=list)
+    per_kind: dict = field(default_factory=lambda: defaultdict(list))
+    latency_s: list = field(default_factory=list)
+    tool_calls: int = 0
+    statuses: dict = field(default_factory=lambda: defaultdict(int))
+
+    def __post_init__(self) -> None:
+        from frs_ros.metrics import GIoUCIoU
+
+        self.image = GIoUCIoU()
+
+    def summary(self) -> dict:
+        from frs_ros.metrics import video_jf
+
+        out = {"system": self.name, "n_queries": self.total}
+        if self.image.n:
+            out.update({"gIoU": self.image.giou, "cIoU": self.image.ciou, "n_image": self.image.n})
+        if self.video:
+            v = video_jf(self.video)
+            out.update({"J": v.j, "F": v.f, "J&F": v.jf, "n_video": len(self.video)})
+        out["format_valid_pct"] = 100.0 * self.valid / max(1, self.total)
+        out["mean_gen_tokens"] = float(np.mean(self.gen_tokens)) if self.gen_tokens else 0.0
+        out["mean_latency_s"] = float(np.mean(self.latency_s)) if self.latency_s else 0.0
+        out["tool_calls_per_query"] = self.tool_calls / max(1, self.total)
+        out["iou_per_kind"] = {k: float(np.mean(v)) for k, v in sorted(self.per_kind.items())}
+        out["statuses"] = dict(self.statuses)
+        return out
+
+
+def score_output(scores: SystemScores, ctx: Any, output: Any, latency_s: float) -> None:
+    """Add one reasoner output on one query context to ``scores``."""
+    from frs_ros.masks import mask_iou
+
+    scores.total += 1
+    scores.statuses[output.status] += 1
+    scores.latency_s.append(latency_s)
+    scores.gen_tokens.append(int(getattr(output, "generated_tokens", 0)))
+    ok = output.status == "ok" and output.rollout is not None
+    scores.valid += ok
+    ids = list(output.rollout.answer_ids) if ok else []
+    if ok:
+        scores.tool_calls += sum(len(p) for p in output.rollout.plans)
+    pred = ctx.answer_mask(ids) if ok else np.zeros_like(ctx.gt_mask)
+    scores.per_kind[ctx.query.kind].append(mask_iou(pred, ctx.gt_mask, empty=1.0))
+    if ctx.sample == "episode" and ctx.video is not None:
+        preds, gts = [], []
+        for id_masks, gt_rle in ctx.video:
+            m = np.zeros(ctx.gt_mask.shape, dtype=bool)
+            for tid in ids:
+                if tid in id_masks:
+                    m |= id_masks[tid].decode()
+            preds.append(m)
+            gts.append(gt_rle.decode())
+        scores.video.append((preds, gts))
+    else:
+        scores.image.add(pred, ctx.gt_mask)
+
+
+def evaluate(
+    cfg: EvalConfig,
+    systems: Optional[dict[str, tuple[Any, bool]]] = None,
+    contexts: Optional[Any] = None,
+    log: Optional[Callable[[str], None]] = None,
+) -> dict:
+    """Run every system on the held-out queries; returns and writes ``cfg.out`` (JSON)."""
+    from frs_ros.training.chains import iter_contexts, run_teacher
+
+    if systems is None:
+        systems = {name: build_system(spec) for name, spec in cfg.systems.items()}
+    if contexts is None:
+        contexts = iter_contexts(cfg.split, cfg.n_images, cfg.n_episodes, cfg.seed0, cfg.episode_frames,
+                                 cfg.twin_backend, with_video=True)
+    scores = {name: SystemScores(name) for name in systems}
+    t0 = time.time()
+    n = 0
+    for ctx in contexts:
+        if cfg.max_queries and n >= cfg.max_queries:
+            break
+        n += 1
+        for name, (reasoner, tools) in systems.items():
+            t = time.perf_counter()
+            try:
+                out = run_teacher(reasoner, ctx, tools=tools)
+            except Exception as e:  # noqa: BLE001 - a crash is a failed query for this system, counted
+                from frs_ros.reasoning.base import ReasonerOutput
+
+                out = ReasonerOutput(text="", status="error", error=f"{type(e).__name__}: {e}")
+            score_output(scores[name], ctx, out, time.perf_counter() - t)
+        if log and n % 100 == 0:
+            log(f"eval: {n} queries, {time.time() - t0:.0f} s")
+    result = {
+        "config": config_to_dict(cfg),
+        "n_queries": n,
+        "wall_s": round(time.time() - t0, 1),
+        "systems": {name: s.summary() for name, s in scores.items()},
+    }
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def markdown_table(result: dict) -> str:
+    """The ablation table (one row per system) as GitHub markdown."""
+    head = "| system | gIoU | cIoU | J&F (video) | format valid % | mean gen. tokens | tool calls / query |"
+    sep = "|---|---:|---:|---:|---:|---:|---:|"
+    rows = [head, sep]
+
+    def f(x: Any, pct: bool = False) -> str:
+        if x is None:
+            return "–"
+        return f"{100 * x:.1f}" if pct else f"{x:.1f}"
+
+    for name, s in result["systems"].items():
+        rows.append(
+            f"| {name} | {f(s.get('gIoU'), True)} | {f(s.get('cIoU'), True)} | {f(s.get('J&F'), True)} | "
+            f"{s['format_valid_pct']:.1f} | {s['mean_gen_tokens']:.1f} | {s['tool_calls_per_query']:.2f} |"
+        )
+    return "\n".join(rows)
