@@ -204,6 +204,25 @@ ROS_DEFAULTS: dict[str, Any] = {
 }
 
 
+def _doc_of(cls: type, name: str) -> str:
+    """The ``name [unit]: text`` entry of a config dataclass docstring (continuation lines joined)."""
+    import re
+
+    lines = (cls.__doc__ or "").splitlines()
+    for i, line in enumerate(lines):
+        m = re.match(rf"^(\s*){re.escape(name)}(\s*\[[^\]]*\])?:\s*(.*)$", line)
+        if m:
+            indent, text = len(m.group(1)), [m.group(3).strip()]
+            for nxt in lines[i + 1:]:
+                if nxt.strip() and len(nxt) - len(nxt.lstrip()) > indent:
+                    text.append(nxt.strip())
+                else:
+                    break
+            unit = (m.group(2) or "").strip()
+            return " ".join(text) + (f" {unit}" if unit else "")
+    return ""
+
+
 def _core_specs(prefix: str, cls: type, docs: Mapping[str, str]) -> list[ParamSpec]:
     specs = []
     for f in dataclasses.fields(cls):
@@ -212,7 +231,7 @@ def _core_specs(prefix: str, cls: type, docs: Mapping[str, str]) -> list[ParamSp
         if isinstance(default, tuple):
             default = list(default)
         name = f"{prefix}.{f.name}"
-        doc = docs.get(f.name) or f"{cls.__name__}.{f.name} (see {cls.__module__})"
+        doc = docs.get(f.name) or _doc_of(cls, f.name) or f"{cls.__name__}.{f.name} (see {cls.__module__})"
         specs.append(ParamSpec(name, default, doc, read_only=True, range=_RANGES.get(name), choices=_CHOICES.get(name, ())))
     return specs
 

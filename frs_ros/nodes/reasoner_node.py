@@ -31,6 +31,7 @@ from std_msgs.msg import Empty
 from visualization_msgs.msg import MarkerArray
 
 from frs_ros.nodes import common, conversions as cv
+from frs_ros.nodes.geometry import apply_transform
 from frs_ros.nodes.goals import GoalArbiter, TrackingSession, check_goal_query
 from frs_ros.nodes.inputs import FrameTopics, SimGroundTruthTopics
 from frs_ros.nodes.params import ReasonerParams, declare_node_params, resolve_model_path
@@ -46,17 +47,6 @@ except Exception:  # noqa: BLE001
 
 #: seconds between two streamed feedback messages of the same stage (stage changes go at once)
 FEEDBACK_PERIOD_S = 0.1
-
-
-def apply_transform(translation: np.ndarray, quaternion_xyzw: np.ndarray, point: np.ndarray) -> np.ndarray:
-    """``R(q) @ point + t`` [m]; NaN in, NaN out."""
-    x, y, z, w = (float(v) for v in quaternion_xyzw)
-    rot = np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-    return rot @ np.asarray(point, dtype=float) + np.asarray(translation, dtype=float)
 
 
 class ReasonerNode(Node):
@@ -345,6 +335,12 @@ class ReasonerNode(Node):
             seen, snap = self.twin_buffer.wait_newer(seen, timeout_s=0.5)
             if snap is None:
                 continue
+            observe = getattr(getattr(self.engine, "reasoner", None), "observe", None)
+            if observe is not None and snap.frame is not None:  # the oracle remembers track <-> sim ids per frame
+                try:
+                    observe(snap.twin, snap.frame)
+                except Exception as exc:  # noqa: BLE001
+                    self.health.problem("observe", f"reasoner.observe failed: {exc}")
             with self._tracking_lock:
                 session = self.tracking
             if session is None or not self.params.allow_tracking:
