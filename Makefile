@@ -1,7 +1,7 @@
 # frs_ros developer entry points. `make help` lists them.
 #
 # Knobs (make VAR=value or environment):
-#   VENV         virtual environment directory (default .venv; created by `make setup`)
+#   FRS_VENV and the other environment knobs of scripts/bootstrap.sh (venv location, torch index)
 #   COLCON_ARGS  extra arguments for `colcon build` (e.g. --cmake-args -DCMAKE_BUILD_TYPE=Debug)
 #   TESTS        what pytest runs (default: test, i.e. the whole suite; e.g. TESTS=test/test_interfaces.py)
 #   PYTEST_ARGS  extra arguments for pytest (e.g. -m "not slow", -k twin, -x)
@@ -11,22 +11,21 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
-VENV ?= $(ROOT)/.venv
-export FRS_VENV := $(VENV)
+VENV := $(or $(FRS_VENV),$(ROOT)/.venv)
 ENV := cd $(ROOT) && source scripts/env.sh
-BUILD_STAMP := $(ROOT)/install/.frs_build_stamp
 COLCON_ARGS ?=
 TESTS ?= test
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-# The build is installed with --symlink-install: edits to existing files need no rebuild, so the
-# build reruns only when the interfaces, CMake/package metadata or launchers change, or files are
-# added to / removed from an installed folder (a folder's mtime changes then).
-BUILD_INPUTS := $(ROOT)/package.xml $(ROOT)/CMakeLists.txt $(VENV)/.frs_bootstrap_stamp \
-	$(wildcard $(ROOT)/msg/*.msg $(ROOT)/action/*.action $(ROOT)/scripts/nodes/*) \
-	$(shell find $(addprefix $(ROOT)/,frs_ros launch config rviz models) -name __pycache__ -prune \
-	        -o -type d -print 2>/dev/null)
+# The build is installed with --symlink-install: edits to existing files need no rebuild. The
+# build reruns when its key changes: the contents of package.xml, CMakeLists.txt, msg/, action/,
+# scripts/nodes/, the list of files in the installed folders (frs_ros/, launch/, config/, rviz/,
+# models/: a file added or removed) and the venv's stamp. Stale symlinks of removed files go too.
+BUILD_KEY_FILE := $(ROOT)/install/.frs_build_key
+BUILD_KEY_CMD := cd $(ROOT) && { cat package.xml CMakeLists.txt msg/*.msg action/*.action scripts/nodes/* \
+	"$(VENV)/.frs_bootstrap_stamp" 2>/dev/null; find frs_ros launch config rviz models -name __pycache__ \
+	-prune -o -type f ! -name '*.pyc' -print 2>/dev/null | LC_ALL=C sort; true; } | sha256sum | cut -c1-16
 
 .PHONY: help setup build test demo clean distclean
 
@@ -40,13 +39,15 @@ help:
 setup:
 	@bash $(ROOT)/scripts/bootstrap.sh
 
-build: setup $(BUILD_STAMP)
-
-$(BUILD_STAMP): $(BUILD_INPUTS)
-	@$(ENV) && start=$$SECONDS && \
+build: setup
+	@key="$$($(BUILD_KEY_CMD))"; \
+	if [[ -f "$(BUILD_KEY_FILE)" && "$$(cat "$(BUILD_KEY_FILE)")" == "$$key" ]]; then \
+	    echo "[build] install/ is up to date"; exit 0; fi; \
+	$(ENV) && start=$$SECONDS && \
+	if [[ -d install ]]; then find install -xtype l -delete; fi && \
 	colcon build --paths $(ROOT) --build-base build --install-base install --symlink-install \
 	    --cmake-args -DPython3_EXECUTABLE=$$VIRTUAL_ENV/bin/python $(COLCON_ARGS) && \
-	touch $@ && echo "[build] colcon build done in $$((SECONDS - start)) s"
+	echo "$$key" > "$(BUILD_KEY_FILE)" && echo "[build] colcon build done in $$((SECONDS - start)) s"
 
 test: build
 	@$(ENV) && source install/setup.sh && \
@@ -66,5 +67,7 @@ demo: build
 clean:
 	rm -rf $(ROOT)/build $(ROOT)/install $(ROOT)/log
 
+# The .venv link goes; the environment it points to stays in the shared store (other clones may use
+# it): remove ~/.cache/frs_ros/venvs (or $$FRS_VENV_STORE) by hand to reclaim the space.
 distclean: clean
 	rm -rf $(VENV)
