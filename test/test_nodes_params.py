@@ -82,33 +82,27 @@ def test_resolve_model_path_keeps_hub_ids():
 
 
 @pytest.mark.ros
-def test_declared_parameters_on_real_nodes(tmp_path):
-    rclpy = pytest.importorskip("rclpy")
-    from rclpy.context import Context
+def test_declared_parameters_on_real_nodes(ros_context):
+    import rclpy
     from rclpy.parameter import Parameter
 
-    ctx = Context()
-    rclpy.init(context=ctx)
-    try:
-        for node_name in P.NODE_NAMES:
-            overrides = [Parameter("twin.label_vocabulary", value=["mug"])] if node_name == "digital_twin_node" else []
+    for node_name in P.NODE_NAMES:
+        overrides = [Parameter("twin.label_vocabulary", value=["mug"])] if node_name == "digital_twin_node" else []
+        if node_name == "sim_camera_node":
+            overrides = [Parameter("rate_hz", value=4)]  # an int for a float knob
+        node = rclpy.create_node(node_name, context=ros_context, parameter_overrides=overrides)
+        try:
+            values = P.declare_node_params(node, node_name)
+            names = {s.name for s in P.NODE_PARAMS[node_name]}
+            assert set(values) == names
+            P.PARAMS_CLASSES[node_name].from_values(values)
+            for s in P.NODE_PARAMS[node_name]:
+                assert node.has_parameter(s.name)
+                d = node.describe_parameter(s.name)
+                assert d.description == s.description and d.read_only == s.read_only
+            if node_name == "digital_twin_node":
+                assert values["twin.label_vocabulary"] == ["mug"]
             if node_name == "sim_camera_node":
-                overrides = [Parameter("rate_hz", value=4)]  # an int for a float knob
-            node = rclpy.create_node(node_name, context=ctx, parameter_overrides=overrides)
-            try:
-                values = P.declare_node_params(node, node_name)
-                names = {s.name for s in P.NODE_PARAMS[node_name]}
-                assert names <= set(node._parameters)  # noqa: SLF001
-                assert set(values) == names
-                P.PARAMS_CLASSES[node_name].from_values(values)
-                for s in P.NODE_PARAMS[node_name]:
-                    d = node.describe_parameter(s.name)
-                    assert d.description == s.description and d.read_only == s.read_only
-                if node_name == "digital_twin_node":
-                    assert values["twin.label_vocabulary"] == ["mug"]
-                if node_name == "sim_camera_node":
-                    assert values["rate_hz"] == 4.0
-            finally:
-                node.destroy_node()
-    finally:
-        rclpy.shutdown(context=ctx)
+                assert values["rate_hz"] == 4.0
+        finally:
+            node.destroy_node()

@@ -77,7 +77,7 @@ class NodeHealth:
                 self.node.get_logger().error(error)
             self.publish()
 
-    def problem(self, kind: str, message: str, level: str = "warn") -> None:
+    def problem(self, kind: str, message: str, level: str = "warning") -> None:
         """Count a problem; log it (with what to do) the first time and then once per period."""
         if self.reporter.report(kind):
             n = self.reporter.counts.get(kind, 1)

@@ -244,17 +244,38 @@ NODE_PARAMS: dict[str, list[ParamSpec]] = {
 }
 
 
-def share_dir() -> Optional[str]:
-    """``share/frs_ros`` of the installed package (ament_index), else the source tree root."""
+def _source_root() -> str:
     import os
 
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def share_dirs() -> list[str]:
+    """Where packaged files (config/, models/) may be: ``share/frs_ros`` of the installed package
+    (ament_index), then the source tree root."""
+    import os
+
+    out = []
     try:
         from ament_index_python.packages import get_package_share_directory
 
-        return get_package_share_directory("frs_ros")
-    except Exception:  # noqa: BLE001 - not installed / no ament_index: use the source tree
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        return root if os.path.isdir(os.path.join(root, "config")) else None
+        out.append(get_package_share_directory("frs_ros"))
+    except Exception:  # noqa: BLE001 - not installed / no ament_index
+        pass
+    root = _source_root()
+    if os.path.isdir(os.path.join(root, "config")):
+        out.append(root)
+    return out
+
+
+def share_dir() -> Optional[str]:
+    """The first of ``share_dirs()`` that has ``config/frs.yaml`` (None if none has)."""
+    import os
+
+    for d in share_dirs():
+        if os.path.isfile(os.path.join(d, "config", "frs.yaml")):
+            return d
+    return None
 
 
 def resolve_model_path(model: str) -> str:
@@ -264,7 +285,7 @@ def resolve_model_path(model: str) -> str:
 
     if not model or os.path.isabs(model) or os.path.isdir(model):
         return model
-    for base in filter(None, (share_dir(), os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))):
+    for base in share_dirs():
         cand = os.path.join(base, model)
         if os.path.isdir(cand):
             return cand
