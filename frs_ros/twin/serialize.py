@@ -97,12 +97,14 @@ def twin_to_text(twin: DigitalTwin, max_objects: Optional[int] = None) -> str:
 
 
 def naive_json(twin: DigitalTwin) -> str:
-    """The baseline a straightforward implementation feeds: every field of every object as
-    indented JSON with full float precision. Masks are left out (no one feeds RLE counts to an
-    LLM, and including them would make the comparison meaninglessly lopsided)."""
+    """The baseline a straightforward implementation feeds: every per-frame field of every object
+    as indented JSON with full float precision. Left out, to keep the comparison conservative:
+    masks (no one feeds RLE counts to an LLM) and the centroid ``history`` list (it alone would
+    make the naive text ~30x larger on 30-frame episodes)."""
     d = twin_to_json(twin)
     for o in d["objects"]:
         o.pop("mask", None)
+        o.pop("history", None)
     return json.dumps(d, indent=2)
 
 

@@ -34,10 +34,11 @@ RELATION_THRESHOLD_M = 0.03  # below this a coordinate difference is "level"/"sa
 # Colour-name palette (sRGB). Each name has a base, a shaded (dark) and a lit variant so that a
 # shaded red votes "red", not "brown"/"black"; neutrals have no variants.
 _BASE = {
-    "red": (200, 30, 30), "orange": (240, 140, 20), "yellow": (235, 215, 40), "green": (40, 160, 60),
-    "blue": (40, 80, 200), "purple": (130, 50, 170), "pink": (240, 130, 180), "brown": (130, 80, 40),
+    "red": (200, 30, 30), "orange": (240, 130, 25), "yellow": (240, 215, 45), "green": (40, 155, 55),
+    "blue": (35, 75, 210), "purple": (125, 50, 165), "pink": (240, 140, 175), "brown": (115, 72, 32),
+    "teal": (25, 140, 140), "beige": (220, 200, 155), "gold": (215, 172, 52),
 }
-_NEUTRAL = {"black": (20, 20, 20), "white": (240, 240, 240), "gray": (128, 128, 128)}
+_NEUTRAL = {"black": (20, 20, 22), "white": (238, 238, 234), "grey": (128, 128, 132), "silver": (192, 194, 201)}
 
 
 def _palette() -> tuple[list[str], np.ndarray]:
@@ -68,6 +69,10 @@ def dominant_color(rgb: np.ndarray, mask: np.ndarray) -> tuple[str, float]:
     if px.shape[0] == 0:
         raise ToolError("the object has no visible pixels to describe")
     lab = cv2.cvtColor(px.astype(np.float32)[None] / 255.0, cv2.COLOR_RGB2LAB)[0]
+    # vote with the best-lit 10% of the pixels: shading darkens the rest towards grey/black
+    # (silver -> grey, white -> grey); on sim scenes this raised colour accuracy from 71% (all
+    # pixels above the median lightness) to 79% (see docs/twin.md)
+    lab = lab[lab[:, 0] >= np.quantile(lab[:, 0], 0.9)]
     d = ((lab[:, None, :] - _PALETTE_LAB[None, :, :]) ** 2).sum(-1)
     votes = np.asarray(_PALETTE_NAMES)[d.argmin(1)]
     names, counts = np.unique(votes, return_counts=True)

@@ -43,19 +43,30 @@ _FALLBACK_SYNONYMS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _ontology_synonyms() -> dict[str, tuple[str, ...]]:
-    """Synonyms from the simulator's ontology when it provides them, else the fallback table."""
+def _ontology_tables() -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+    """(synonyms, confusions) per category from the simulator's ontology when it is there
+    (confusions: other categories of the same supercategory and renderer shape, i.e. things a
+    real detector mixes up), merged over the fallback table."""
+    synonyms = dict(_FALLBACK_SYNONYMS)
+    confusions: dict[str, tuple[str, ...]] = {}
     try:  # the ontology is another module's; use it when present, never require it
-        from frs_ros.sim import ontology  # type: ignore
+        from frs_ros.sim.ontology import ONTOLOGY
+    except ImportError:
+        return synonyms, confusions
+    for name, cat in ONTOLOGY.items():
+        synonyms[name] = tuple(cat.synonyms)
+        confusions[name] = tuple(
+            o.name for o in ONTOLOGY.values()
+            if o.name != name and o.supercategory == cat.supercategory and o.shape == cat.shape
+        ) or tuple(o.name for o in ONTOLOGY.values() if o.name != name and o.supercategory == cat.supercategory)[:3]
+    return synonyms, confusions
 
-        table = getattr(ontology, "SYNONYMS", None)
-        if isinstance(table, dict) and table:
-            merged = dict(_FALLBACK_SYNONYMS)
-            merged.update({str(k): tuple(v) for k, v in table.items()})
-            return merged
-    except Exception:  # noqa: BLE001 - any import problem just means "no ontology yet"
-        pass
-    return dict(_FALLBACK_SYNONYMS)
+
+def sim_vocabulary() -> tuple[str, ...]:
+    """The sim ontology's category names (the OWLv2 vocabulary to use on sim frames)."""
+    from frs_ros.sim.ontology import ONTOLOGY
+
+    return tuple(ONTOLOGY)
 
 
 def _gt(frame: Frame):
@@ -121,7 +132,7 @@ class SimLabeler:
 
     def __init__(self, config: TwinConfig) -> None:
         self.config = config
-        self.synonyms = _ontology_synonyms()
+        self.synonyms, self.confusions = _ontology_tables()
 
     def _rng(self, frame: Frame, sid: int) -> np.random.Generator:
         # one deterministic stream per (seed, frame, object): twins are reproducible
@@ -134,7 +145,7 @@ class SimLabeler:
         rng = self._rng(frame, sid)
         # scores look like a detector's for both right and wrong labels, so noise is not trivially filtered
         score = float(rng.uniform(0.5, 0.95))
-        alts = self.synonyms.get(category, ())
+        alts = tuple(self.synonyms.get(category, ())) + tuple(self.confusions.get(category, ()))
         if alts and rng.random() < self.config.label_noise:
             return str(alts[int(rng.integers(len(alts)))]), score
         return category, score
