@@ -95,6 +95,9 @@ def evaluate_bag(bag: str | Path, annotations: list[dict], twin_config: Any, eng
         twin = tracker.update(frame)
         t_twin += time.perf_counter() - t0
         frames += 1
+        observe = getattr(getattr(engine, "reasoner", None), "observe", None)
+        if observe is not None:  # the oracle remembers which track is which sim object (as in the node)
+            observe(twin, frame)
         while pending and int(pending[0]["stamp_ns"]) <= frame.stamp_ns:
             q = pending.pop(0)
             sim_query = Query(**_unjson(q["sim_query"])) if q.get("sim_query") else None
