@@ -142,7 +142,10 @@ class ReasonSegEngine:
             t = time.perf_counter()
             twin_text = self.serialise(twin)
             t_serialise = time.perf_counter() - t
-            tools = tool_executor if tool_executor is not None else _try_default_tools(twin, frame)
+            if not self.config.use_tools:
+                tools = None
+            else:
+                tools = tool_executor if tool_executor is not None else _try_default_tools(twin, frame)
             out: ReasonerOutput = self.reasoner.reason(
                 query, twin, twin_text, frame, tools,
                 max_targets=max_targets, cancel=cancel, on_feedback=on_feedback, sim_query=sim_query,

@@ -35,6 +35,7 @@ class ReasonerConfig:
         (PixelThink-style); when reached, ``</reason>`` is forced.
     max_plan_tokens [tokens]: cap of one ``<plan>`` (then ``</plan>`` is forced).
     max_tool_rounds: at most this many ``<plan>`` rounds, then ``<answer>`` is forced.
+    use_tools: False = never pause for tools (no ``<plan>``; the oracle answers without them).
     temperature: 0 = greedy; > 0 samples (GRPO); top_p: nucleus mass when sampling.
     seed: RNG seed of sampling.
     use_cache_reuse: reuse KV caches of [prefix] and [prefix + twin] across queries.
@@ -54,6 +55,7 @@ class ReasonerConfig:
     reasoning_budgets: tuple[int, ...] = (24, 40, 64)
     max_plan_tokens: int = 48
     max_tool_rounds: int = 2
+    use_tools: bool = True
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
