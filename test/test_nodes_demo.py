@@ -1,0 +1,35 @@
+"""The demo end to end (small and short), parametrised on the reasoner."""
+
+import os
+
+import pytest
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NANO = os.path.join(ROOT, "models", "nano_student")
+
+
+def _reasoners():
+    yield pytest.param({"reasoner.backend": "oracle"}, id="oracle")
+    yield pytest.param({"reasoner.backend": "hf", "reasoner.model": NANO}, id="nano_student",
+                       marks=pytest.mark.skipif(not os.path.isfile(os.path.join(NANO, "config.json")),
+                                                reason="models/nano_student is not there (it is trained separately)"))
+
+
+@pytest.mark.parametrize("reasoner", list(_reasoners()))
+def test_demo_runs_and_writes_overlays_and_a_bag(tmp_path, reasoner):
+    from frs_ros.data.bags import bag_topics, read_messages
+    from frs_ros.demo import run_demo
+
+    summary = run_demo(tmp_path, seed=0, n_frames=12, rate_hz=15.0, width=160, height=120, reasoner=reasoner)
+    assert summary["goals"], "no goals were sent"
+    assert all(g["status"] == "ok" for g in summary["goals"]), summary["goals"]
+    if reasoner["reasoner.backend"] == "oracle":
+        scored = [g["iou"] for g in summary["goals"] if g["iou"] is not None]
+        assert scored and min(scored) >= 0.9
+    assert list(tmp_path.glob("*.png"))
+    topics = bag_topics(tmp_path / "bag")
+    assert topics["/frs/targets"] == "frs_ros/msg/TargetArray"
+    arrays = [m for _, _, _, m in read_messages(tmp_path / "bag", ["/frs/targets"])]
+    assert len(arrays) >= len(summary["goals"])
