@@ -223,8 +223,9 @@ def run_demo(out_dir: Path, seed: int = 0, n_frames: int = 20, rate_hz: float = 
     finally:
         time.sleep(0.3)  # the last messages reach the recorder
         recorder.close()
-        client_node.destroy_node()
+        graph.executor.remove_node(client_node)
         graph.shutdown()
+        client_node.destroy_node()
     summary["bag"] = str(bag_path)
     summary["recorded"] = dict(recorder.counts)
     summary["wall_s"] = time.monotonic() - t_start
