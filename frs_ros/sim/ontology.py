@@ -177,7 +177,7 @@ _TABLE: tuple[Category, ...] = (
     _c("wine glass", "kitchenware", "wine_glass", (0.15, 0.22), (0.45, 0.45, 1.0), "white", "glass",
        ["holds cold drinks"], ["goblet"], plural="wine glasses", held_out=True),
     _c("bowl", "kitchenware", "bowl", (0.12, 0.22), (1.0, 1.0, 0.45), _BRIGHT, "ceramic plastic wood",
-       ["eats with", "serves food", "stores food"], ["dish"]),
+       ["eats with", "serves food", "stores food"], ["cereal bowl"]),
     _c("plate", "kitchenware", "plate", (0.18, 0.28), (1.0, 1.0, 0.08), "white blue green beige black", "ceramic plastic",
        ["serves food"], ["dinner plate"]),
     _c("teapot", "kitchenware", "teapot", (0.16, 0.25), (1.0, 0.7, 0.8), "white blue red black green", "ceramic metal",
@@ -312,7 +312,7 @@ _TABLE: tuple[Category, ...] = (
        ["can be slept on", "decorates"], ["cushion"]),
     # --- furniture ---------------------------------------------------------------------------
     _c("chair", "furniture", "chair", (0.8, 1.0), (0.5, 0.5, 1.0), "brown black white red", "wood plastic metal",
-       ["can be sat on"], ["seat"]),
+       ["can be sat on"], ["dining chair"]),
     _c("stool", "furniture", "stool", (0.45, 0.7), (0.5, 0.5, 1.0), "brown black white", "wood metal",
        ["can be sat on"], ["bar stool"]),
     _c("armchair", "furniture", "armchair", (0.8, 1.0), (1.0, 0.9, 0.9), "brown grey blue green beige", "fabric leather",

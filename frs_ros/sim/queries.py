@@ -250,8 +250,32 @@ def _z(o: SimObject) -> float:
     return o.extras["median_depth_m"]
 
 
-def _slots_for(cat_name: str) -> dict:
+def _safe_synonyms() -> dict[str, list[str]]:
+    """Synonyms that cannot be read as another category ('bottle' would also name the
+    spray bottle, 'can' the trash can), so using them keeps the query unambiguous."""
+    names = {c.name: [c.name, *c.synonyms] for c in ONTOLOGY.values()}
+    out: dict[str, list[str]] = {}
+    for cat, aliases in names.items():
+        others = [a for other, al in names.items() if other != cat for a in al]
+        out[cat] = [
+            s for s in aliases[1:]
+            if not s.endswith("s")  # plural would be ill-formed ('tissueses')
+            and not any(f" {s} " in f" {o} " or f" {o} " in f" {s} " for o in others)
+        ]
+    return out
+
+
+_SYNONYMS = _safe_synonyms()
+SYNONYM_PROB = 0.2
+
+
+def _slots_for(cat_name: str, rng: Optional[np.random.Generator] = None) -> dict:
+    """Template slots naming a category; with ``rng``, sometimes a safe synonym."""
     cat = get_category(cat_name)
+    syn = _SYNONYMS.get(cat.name, [])
+    if rng is not None and syn and rng.random() < SYNONYM_PROB:
+        name = syn[int(rng.integers(len(syn)))]
+        return {"name": name, "plural": name + ("es" if name.endswith(("s", "sh", "ch", "x")) else "s")}
     return {"name": cat.name, "plural": cat.plural_name}
 
 
@@ -267,7 +291,7 @@ def _image_candidates(view: _View, split: str, rng: np.random.Generator) -> list
         by_cat.setdefault(o.category, []).append(o)
 
     for cat, objs in by_cat.items():
-        slots = _slots_for(cat)
+        slots = _slots_for(cat, rng)
         same, ok = view.select(lambda o, c=cat: o.category == c)
         if not ok:
             continue
@@ -449,7 +473,13 @@ def _temporal_candidates(frames: list[Frame], f: int, events: list[dict], view: 
                                   _slots_for(o.category)))
 
     for ev in events:
-        if ev["type"] == "occluded" and ev["verified"] and ev["end"] < f and ev["instance_id"] in clear_ids:
+        if (
+            ev["type"] == "occluded"
+            and ev["verified"]
+            and not ev.get("also_hidden")
+            and ev["end"] < f
+            and ev["instance_id"] in clear_ids
+        ):
             o = gf.objects[ev["instance_id"]]
             occ = frames[ev["start"]].gt.objects.get(ev["occluder_id"])
             occ_name = occ.category if occ is not None else "object"
@@ -535,7 +565,9 @@ def generate_queries(
         kinds.insert(0, "temporal")  # temporal queries are the point of episodes: first pick
         rest = kinds[1:]
         rng.shuffle(rest)
-        kinds = [kinds[0]] + rest
+        # Temporal twice per round: events are what episodes are for.
+        half = len(rest) // 2
+        kinds = ["temporal"] + rest[:half] + ["temporal"] + rest[half:]
     else:
         rng.shuffle(kinds)
 

@@ -274,17 +274,15 @@ def _hit_box(O: np.ndarray, D: np.ndarray, h: tuple) -> tuple[np.ndarray, np.nda
     h = np.asarray(h)
     with np.errstate(divide="ignore", invalid="ignore"):
         inv = 1.0 / np.where(np.abs(D) < 1e-12, 1e-12, D)
-        t1 = (-h - O) * inv
-        t2 = (h - O) * inv
+    t1 = (-h - O) * inv
+    t2 = (h - O) * inv
     tn = np.minimum(t1, t2)
-    tf = np.maximum(t1, t2)
-    axis = np.argmax(tn, axis=1)
-    tmin = tn[np.arange(len(D)), axis]
-    tmax = tf.min(axis=1)
+    tmin = tn.max(axis=1)
+    tmax = np.maximum(t1, t2).min(axis=1)
     hit = (tmax >= tmin) & (tmin > _EPS)
     t = np.where(hit, tmin, np.inf)
-    n = np.zeros_like(D)
-    n[np.arange(len(D)), axis] = -np.sign(D[np.arange(len(D)), axis])
+    # The entry face is the slab whose near distance is the largest.
+    n = np.where(tn == tmin[:, None], -np.sign(D), 0.0)
     return t, n
 
 
@@ -457,23 +455,47 @@ def pixel_rays(intr: CameraIntrinsics) -> np.ndarray:
     return rays
 
 
-def _screen_box(obj: RenderObject, cam: CameraPose, intr: CameraIntrinsics) -> Optional[tuple[int, int, int, int]]:
-    """Conservative pixel box (u0, v0, u1, v1) of the object's world AABB; None if off-screen."""
-    lo, hi = obj.bounds_min, obj.bounds_max
-    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-    pc = cam.world_to_camera(corners)
+_NORM_CACHE: dict[tuple, np.ndarray] = {}
+
+
+def _inv_ray_norms(intr: CameraIntrinsics) -> np.ndarray:
+    key = (intr.fx, intr.fy, intr.cx, intr.cy, intr.width, intr.height)
+    inv = _NORM_CACHE.get(key)
+    if inv is None:
+        r = pixel_rays(intr).reshape(-1, 3)
+        inv = 1.0 / np.sqrt(np.einsum("ij,ij->i", r, r))
+        _NORM_CACHE[key] = inv
+    return inv
+
+
+def _screen_box(
+    lo: np.ndarray, hi: np.ndarray, cam: CameraPose, intr: CameraIntrinsics
+) -> Optional[tuple[int, int, int, int]]:
+    """Conservative pixel box (u0, v0, u1, v1) of a world AABB [lo, hi]; None if off-screen."""
+    corners = np.stack(np.meshgrid([lo[0], hi[0]], [lo[1], hi[1]], [lo[2], hi[2]], indexing="ij"), -1).reshape(8, 3)
+    pc = (corners - cam.position) @ cam.rot
     if np.all(pc[:, 2] <= 0.01):
         return None
     if np.any(pc[:, 2] <= 0.01):
         return 0, 0, intr.width, intr.height  # straddles the camera plane: test every pixel
-    uv = intr.project(pc)
-    u0 = max(int(np.floor(uv[:, 0].min())) - 1, 0)
-    v0 = max(int(np.floor(uv[:, 1].min())) - 1, 0)
-    u1 = min(int(np.ceil(uv[:, 0].max())) + 2, intr.width)
-    v1 = min(int(np.ceil(uv[:, 1].max())) + 2, intr.height)
+    u = intr.fx * pc[:, 0] / pc[:, 2] + intr.cx
+    v = intr.fy * pc[:, 1] / pc[:, 2] + intr.cy
+    u0 = max(int(np.floor(u.min())) - 1, 0)
+    v0 = max(int(np.floor(v.min())) - 1, 0)
+    u1 = min(int(np.ceil(u.max())) + 2, intr.width)
+    v1 = min(int(np.ceil(v.max())) + 2, intr.height)
     if u0 >= u1 or v0 >= v1:
         return None
     return u0, v0, u1, v1
+
+
+def prim_radius(p: Primitive) -> float:
+    """Radius of a sphere around ``p.center`` that contains the primitive [m]."""
+    if p.kind == "box":
+        return float(np.linalg.norm(p.params))
+    if p.kind == "frustum":
+        return float(np.hypot(max(p.params[0], p.params[1]), p.params[2]))
+    return float(max(p.params))
 
 
 @dataclass
@@ -517,7 +539,7 @@ def render(
         t_wall = np.where(dirs[:, 1] > 1e-9, (background.wall_y - O[1]) / dirs[:, 1], np.inf)
     use_floor = t_floor <= t_wall
     zbuf = np.where(use_floor, t_floor, t_wall)
-    normal = np.empty((N, 3))
+    normal = np.empty((N, 3), dtype=np.float32)
     normal[:] = (0.0, -1.0, 0.0)
     normal[use_floor] = (0.0, 0.0, 1.0)
     albedo = np.empty((N, 3), dtype=np.float32)
@@ -528,49 +550,75 @@ def render(
     anchor_idx = np.zeros(N, dtype=np.int32)  # 0 = world origin (background)
     anchors = [np.zeros(3)]
     if background.table_min is not None:
+        # Table top = the bounded plane z = table_max[2]; its 4 cm edge is below a pixel
+        # at these ranges, so only the top face is ray cast (one plane test, not a box).
         tmin, tmax = background.table_min, background.table_max
-        tprim = Primitive("box", (tmin + tmax) / 2, _I3, tuple((tmax - tmin) / 2), background.table_color)
-        t_tab, n_tab = intersect(tprim, O, dirs)
-        closer = t_tab < zbuf
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_tab = np.where(Dz < -1e-9, (tmax[2] - O[2]) / Dz, np.inf)
+        x = O[0] + t_tab * dirs[:, 0]
+        y = O[1] + t_tab * dirs[:, 1]
+        closer = (t_tab < zbuf) & (x >= tmin[0]) & (x <= tmax[0]) & (y >= tmin[1]) & (y <= tmax[1])
         zbuf = np.where(closer, t_tab, zbuf)
-        normal[closer] = n_tab[closer]
+        normal[closer] = (0.0, 0.0, 1.0)
         albedo[closer] = background.table_color
         tex_id[closer] = _TEXTURE_IDS["grain"]
         tex_amp[closer] = 0.18
     ids = np.zeros(N, dtype=np.int32)
+    zimg = zbuf.reshape(H, W)  # views: writes below update zbuf
+    nimg = normal.reshape(H, W, 3)
+    aimg = albedo.reshape(H, W, 3)
+    timg = tex_id.reshape(H, W)
+    ampimg = tex_amp.reshape(H, W)
+    anc_img = anchor_idx.reshape(H, W)
+    id_img = ids.reshape(H, W)
+    dirs_img = dirs.reshape(H, W, 3)
 
     silhouette: dict[int, int] = {}
     for obj in objects:
-        box = _screen_box(obj, cam, intr)
+        box = _screen_box(obj.bounds_min, obj.bounds_max, cam, intr)
         if box is None:
             silhouette[obj.instance_id] = 0
             continue
         u0, v0, u1, v1 = box
-        d_reg = rays_cam[v0:v1, u0:u1].reshape(-1, 3) @ cam.rot.T
-        t_obj = np.full(len(d_reg), np.inf)
-        n_obj = np.zeros((len(d_reg), 3))
-        c_obj = np.zeros((len(d_reg), 3), dtype=np.float32)
+        hh, ww = v1 - v0, u1 - u0
+        t_obj = np.full((hh, ww), np.inf)
+        n_obj = np.zeros((hh, ww, 3), dtype=np.float32)
+        c_obj = np.zeros((hh, ww, 3), dtype=np.float32)
         for prim in obj.primitives:
-            t, n = intersect(prim, O, d_reg)
-            closer = t < t_obj
-            t_obj = np.where(closer, t, t_obj)
-            n_obj[closer] = n[closer]
-            c_obj[closer] = prim.color
+            # Each part is ray cast only inside its own screen box (thin chair legs, handles).
+            r = prim_radius(prim)
+            pbox = _screen_box(prim.center - r, prim.center + r, cam, intr)
+            if pbox is None:
+                continue
+            pu0, pv0 = max(pbox[0], u0), max(pbox[1], v0)
+            pu1, pv1 = min(pbox[2], u1), min(pbox[3], v1)
+            if pu0 >= pu1 or pv0 >= pv1:
+                continue
+            sub = (slice(pv0 - v0, pv1 - v0), slice(pu0 - u0, pu1 - u0))
+            d_sub = dirs_img[pv0:pv1, pu0:pu1].reshape(-1, 3)
+            t, n = intersect(prim, O, d_sub)
+            t = t.reshape(pv1 - pv0, pu1 - pu0)
+            closer = t < t_obj[sub]
+            if not closer.any():
+                continue
+            t_obj[sub] = np.where(closer, t, t_obj[sub])
+            n_obj[sub][closer] = n.reshape(pv1 - pv0, pu1 - pu0, 3)[closer]
+            c_obj[sub][closer] = prim.color
         hit = np.isfinite(t_obj)
         silhouette[obj.instance_id] = int(hit.sum())
-        # Flat indices of the region's hit pixels in the full image.
-        flat = (np.arange(v0, v1)[:, None] * W + np.arange(u0, u1)[None, :]).ravel()
-        win = hit & (t_obj < zbuf[flat])
-        fw = flat[win]
-        zbuf[fw] = t_obj[win]
-        normal[fw] = n_obj[win]
-        albedo[fw] = c_obj[win]
+        reg = (slice(v0, v1), slice(u0, u1))
+        win = hit & (t_obj < zimg[reg])
+        if not win.any():
+            continue
+        zimg[reg][win] = t_obj[win]
+        nimg[reg][win] = n_obj[win]
+        aimg[reg][win] = c_obj[win]
         tex_name, amp = MATERIALS[obj.material]
-        tex_id[fw] = _TEXTURE_IDS[tex_name]
-        tex_amp[fw] = amp
+        timg[reg][win] = _TEXTURE_IDS[tex_name]
+        ampimg[reg][win] = amp
         anchors.append(np.asarray(obj.anchor, dtype=np.float64))
-        anchor_idx[fw] = len(anchors) - 1
-        ids[fw] = obj.instance_id
+        anc_img[reg][win] = len(anchors) - 1
+        id_img[reg][win] = obj.instance_id
 
     finite = np.isfinite(zbuf)
     zsafe = np.where(finite, zbuf, 0.0)
@@ -578,9 +626,9 @@ def render(
     local = (O + zsafe[:, None] * dirs - np.asarray(anchors)[anchor_idx]).astype(np.float32)
     tex = _texture(local, tex_id, tex_amp)
 
-    inv_len = 1.0 / np.sqrt(np.einsum("ij,ij->i", dirs, dirs))
-    ray_n = (dirs * inv_len[:, None]).astype(np.float32)
-    normal32 = normal.astype(np.float32)
+    # |world ray| == |optical ray| (rotation), so the per-pixel norms are cached per camera.
+    ray_n = (dirs * _inv_ray_norms(intr)[:, None]).astype(np.float32)
+    normal32 = normal
     cos_i = -np.einsum("ij,ij->i", normal32, ray_n)  # > 0 when the surface faces the camera
     light = np.asarray(light_dir, dtype=np.float32)
     lam = np.clip(normal32 @ light, 0.0, 1.0)
@@ -593,7 +641,9 @@ def render(
     # Distance falloff so the far wall reads darker (a cheap depth cue for the eye).
     fall = 1.0 / (1.0 + 0.04 * np.where(finite, zbuf, 10.0).astype(np.float32))
     rgb = albedo * (tex * shade * fall)[:, None] + (gloss * spec)[:, None]
-    rgb = rgb * np.float32(255.0) + rng.standard_normal(size=rgb.shape, dtype=np.float32) * np.float32(sensor.rgb_noise)
+    # One noise draw per pixel (luminance noise) keeps the RNG cost at N, not 3N.
+    noise = rng.standard_normal(size=N, dtype=np.float32) * np.float32(sensor.rgb_noise)
+    rgb = rgb * np.float32(255.0) + noise[:, None]
     rgb = np.clip(rgb, 0, 255).astype(np.uint8).reshape(H, W, 3)
 
     depth_clean = zbuf.reshape(H, W).astype(np.float32)

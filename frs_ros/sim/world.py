@@ -27,6 +27,7 @@ from frs_ros.sim.render import (
     SensorModel,
     build_parts,
     place_parts,
+    prim_radius,
     render,
 )
 from frs_ros.sim.types import SceneGroundTruth, SimObject
@@ -119,6 +120,7 @@ class WorldObject:
     present: tuple[int, Optional[int]] = (0, None)
     role: str = "object"
     events: list[str] = field(default_factory=list)
+    visible_hint: Optional[int] = None  # visible px at the last frame before events [px]
 
     @property
     def size_m(self) -> float:
@@ -148,8 +150,8 @@ class WorldObject:
     def render_object(self, k: int) -> RenderObject:
         base = self.base_at(k)
         prims = place_parts(build_parts(self.category.shape, self.dims_m, COLORS[self.color]), base, self.yaw)
-        lo = np.min([p.center - _prim_radius(p) for p in prims], axis=0)
-        hi = np.max([p.center + _prim_radius(p) for p in prims], axis=0)
+        lo = np.min([p.center - prim_radius(p) for p in prims], axis=0)
+        hi = np.max([p.center + prim_radius(p) for p in prims], axis=0)
         return RenderObject(
             instance_id=self.instance_id,
             primitives=tuple(prims),
@@ -158,14 +160,6 @@ class WorldObject:
             bounds_min=lo,
             bounds_max=hi,
         )
-
-
-def _prim_radius(p) -> float:
-    if p.kind == "box":
-        return float(np.linalg.norm(p.params))
-    if p.kind == "frustum":
-        return float(math.hypot(max(p.params[0], p.params[1]), p.params[2]))
-    return float(max(p.params))
 
 
 @dataclass
