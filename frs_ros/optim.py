@@ -1,0 +1,551 @@
+"""CPU inference optimisation for the LLM student: int8 weights, a lean decode loop, the bandwidth limit.
+
+Why this module exists: on an edge CPU, decoding one token of a causal LM reads every weight
+matrix once (the KV cache is small at our context lengths), so the time per token is bounded below
+by ``bytes of weights read per token / memory bandwidth``. This module measures the bandwidth
+(:func:`measure_memory_bandwidth`), computes that floor (:func:`decode_floor_s`,
+:func:`decode_bytes_per_token`), and provides the two things that bring decoding close to it:
+
+- :func:`quantize_dynamic_int8` — int8 weights for every ``nn.Linear`` of any model
+  (``torch.ao`` dynamic quantisation, per-output-channel scales): 4x fewer bytes per token;
+- :class:`LeanDecoder` — a Qwen3 decode loop with a preallocated (static) KV cache, fused QKV and
+  gate/up projections and no per-step cache objects or mask building, so the per-token time is the
+  weight streaming and little else. Its cache is a plain tensor, so re-using a prompt prefix (the
+  serialised twin) across queries and tool pauses is ``truncate(prefix_len)``.
+
+ROS-free; imports only torch (transformers is only needed to *read* an HF ``Qwen3ForCausalLM``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "BandwidthResult",
+    "measure_memory_bandwidth",
+    "decode_bytes_per_token",
+    "decode_floor_s",
+    "floor_fraction",
+    "quantize_dynamic_int8",
+    "count_parameters",
+    "model_weight_bytes",
+    "KVCache",
+    "LeanDecoder",
+    "LeanCausalLM",
+    "lean_hf_reasoner",
+    "rss_bytes",
+    "peak_rss_bytes",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# memory bandwidth and the decoding floor
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BandwidthResult:
+    """Measured memory bandwidth [bytes/s] of this machine, by access pattern.
+
+    read_bps: best streaming *read* rate (the pattern of a GEMV over weights) over the probes;
+    copy_bps: read+write rate of a large copy, counting both directions;
+    probes: rate of each probe [bytes/s] by name; nbytes: array size used [bytes].
+    """
+
+    read_bps: float
+    copy_bps: float
+    probes: dict
+    nbytes: int
+    threads: int
+
+    @property
+    def read_gbps(self) -> float:
+        return self.read_bps / 1e9
+
+
+def _best_time(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up: page faults, thread pool start
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def measure_memory_bandwidth(nbytes: int = 512 * 2**20, repeats: int = 5) -> BandwidthResult:
+    """Measure streaming memory bandwidth with arrays far larger than the caches.
+
+    nbytes [bytes]: size of each array (default 512 MiB; use >= 8x the last-level cache).
+    Probes: numpy float32 sum (one thread), torch float32 sum and dot (all torch threads),
+    torch copy (read + write). ``read_bps`` is the *best* read probe, so the floor computed
+    from it is the strictest one this machine can justify.
+    """
+    if nbytes < 2**20:
+        raise ValueError(f"nbytes={nbytes} is too small to measure DRAM bandwidth (use >= 64 MiB)")
+    n = nbytes // 4
+    a = torch.rand(n, dtype=torch.float32)
+    b = torch.empty_like(a)
+    a_np = a.numpy()
+    probes = {
+        "numpy_sum_1thread": nbytes / _best_time(lambda: a_np.sum(), repeats),
+        "torch_sum": nbytes / _best_time(lambda: a.sum(), repeats),
+        "torch_dot": nbytes / _best_time(lambda: torch.dot(a, a), repeats),
+    }
+    copy_bps = 2 * nbytes / _best_time(lambda: b.copy_(a), repeats)
+    probes["torch_copy_rw"] = copy_bps
+    read_bps = max(v for k, v in probes.items() if k != "torch_copy_rw")
+    return BandwidthResult(read_bps=read_bps, copy_bps=copy_bps, probes=probes, nbytes=int(nbytes),
+                           threads=torch.get_num_threads())
+
+
+def decode_bytes_per_token(
+    n_linear_params: int,
+    bytes_per_weight: float,
+    *,
+    n_layers: int = 0,
+    n_kv_heads: int = 0,
+    head_dim: int = 0,
+    context_tokens: int = 0,
+    kv_bytes_per_value: float = 4.0,
+    hidden_size: int = 0,
+    other_bytes: int = 0,
+) -> float:
+    """Bytes that one decoded token must read from memory [bytes].
+
+    n_linear_params: parameters of every matrix used per token (all projections of every layer
+        plus the LM head; a tied embedding counts once, as the head: the embedding *lookup*
+        reads one row, ``hidden_size`` values, added here).
+    bytes_per_weight: 4 for fp32, 2 for bf16, ~1 for int8 (add scales through other_bytes).
+    KV cache read: ``2 * n_layers * n_kv_heads * head_dim * context_tokens * kv_bytes_per_value``.
+    """
+    if n_linear_params < 0 or bytes_per_weight <= 0:
+        raise ValueError("n_linear_params must be >= 0 and bytes_per_weight > 0")
+    kv = 2.0 * n_layers * n_kv_heads * head_dim * context_tokens * kv_bytes_per_value
+    embed_row = hidden_size * bytes_per_weight
+    return n_linear_params * bytes_per_weight + kv + embed_row + other_bytes
+
+
+def decode_floor_s(bytes_per_token: float, bandwidth_bps: float) -> float:
+    """Lower bound on the time per decoded token [s] = bytes read per token / bandwidth."""
+    if bandwidth_bps <= 0:
+        raise ValueError(f"bandwidth must be positive, got {bandwidth_bps}")
+    return bytes_per_token / bandwidth_bps
+
+
+def floor_fraction(measured_s: float, floor_s: float) -> float:
+    """Share of the bandwidth floor reached: ``floor / measured`` (1.0 = at the floor)."""
+    if measured_s <= 0:
+        raise ValueError(f"measured time must be positive, got {measured_s}")
+    return floor_s / measured_s
+
+
+# --------------------------------------------------------------------------------------------
+# model size and quantisation
+# --------------------------------------------------------------------------------------------
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Unique parameters (a tied embedding/LM head counts once)."""
+    seen, total = set(), 0
+    for p in model.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    return total
+
+
+def model_weight_bytes(model: nn.Module) -> int:
+    """Bytes held by unique parameters and buffers, int8 packed weights included [bytes]."""
+    seen, total = set(), 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += t.numel() * t.element_size()
+    for m in model.modules():
+        packed = getattr(m, "_packed_params", None)
+        if packed is not None and hasattr(m, "weight") and callable(m.weight):
+            w = m.weight()
+            total += w.numel() * w.element_size()
+    return total
+
+
+def quantize_dynamic_int8(model: nn.Module, *, per_channel: bool = True, inplace: bool = False) -> nn.Module:
+    """int8 weights for every ``nn.Linear`` (activations quantised on the fly per call).
+
+    Uses ``torch.ao.quantization.quantize_dynamic`` (fbgemm on x86). ``per_channel`` keeps one
+    scale per output row, which is what keeps a small LM's greedy outputs close to fp32.
+    A tied LM head is un-tied by this (the head becomes an int8 copy; the embedding stays fp32
+    for the lookup) — the head is the largest matrix of a small-vocabulary-heavy model such as
+    Qwen3-0.6B (151936 x 1024), so leaving it fp32 would keep a quarter of the bytes.
+    Returns the quantised model (a copy unless ``inplace``). CPU only.
+    """
+    from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig
+    from torch.ao.quantization import quantize_dynamic
+
+    qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return quantize_dynamic(model, {nn.Linear: qconfig}, dtype=torch.qint8, inplace=inplace)
+
+
+def _int8_linear(weight: torch.Tensor) -> nn.Module:
+    """One dynamic-int8 Linear (no bias) from a float weight ``(out, in)``."""
+    lin = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+    lin.weight.data = weight.detach().float().contiguous()
+    return quantize_dynamic_int8(nn.Sequential(lin), inplace=True)[0]
+
+
+class _FloatLinear(nn.Module):
+    """Bias-free fp32 linear over a given weight, called without the nn.Linear wrapper checks."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight.detach().float().contiguous(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight)
+
+
+# --------------------------------------------------------------------------------------------
+# the lean decode loop
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Layer:
+    qkv: nn.Module
+    o: nn.Module
+    gate_up: nn.Module
+    down: nn.Module
+    ln1: torch.Tensor
+    ln2: torch.Tensor
+    q_norm: torch.Tensor
+    k_norm: torch.Tensor
+
+
+class KVCache:
+    """K/V of every layer in two growable buffers ``(L, KV, capacity, hd)``; ``length`` valid.
+
+    Growth doubles the capacity (amortised O(1) per token, unlike a concatenating cache that
+    copies the whole cache every step). Speaks the part of the transformers ``Cache`` API that a
+    prefix-reusing runtime needs: ``get_seq_length()``, ``crop(n)`` (negative ``n`` removes that
+    many tokens) and ``copy.deepcopy`` (copies only the valid part).
+    """
+
+    def __init__(self, n_layers: int, n_kv: int, head_dim: int, capacity: int = 256) -> None:
+        self.shape = (n_layers, n_kv, head_dim)
+        self.k = torch.zeros(n_layers, n_kv, max(1, capacity), head_dim)
+        self.v = torch.zeros_like(self.k)
+        self.length = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.k.shape[2]
+
+    def reserve(self, n: int) -> None:
+        """Make room for ``n`` tokens in total (keeps the valid part)."""
+        if n <= self.capacity:
+            return
+        cap = max(n, 2 * self.capacity)
+        L, KV, hd = self.shape
+        k = torch.zeros(L, KV, cap, hd)
+        v = torch.zeros_like(k)
+        k[:, :, : self.length] = self.k[:, :, : self.length]
+        v[:, :, : self.length] = self.v[:, :, : self.length]
+        self.k, self.v = k, v
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.length
+
+    def crop(self, max_length: int) -> None:
+        """Keep ``max_length`` tokens; a negative value removes ``-max_length`` tokens (HF semantics)."""
+        n = self.length + max_length if max_length < 0 else max_length
+        if not 0 <= n <= self.length:
+            raise ValueError(f"cannot crop a cache of {self.length} tokens to {n}")
+        self.length = int(n)
+
+    def __deepcopy__(self, memo) -> "KVCache":
+        L, KV, hd = self.shape
+        new = KVCache(L, KV, hd, capacity=self.length + 128)
+        new.k[:, :, : self.length] = self.k[:, :, : self.length]
+        new.v[:, :, : self.length] = self.v[:, :, : self.length]
+        new.length = self.length
+        return new
+
+    def nbytes(self) -> int:
+        return self.k.numel() * 4 * 2
+
+
+class LeanDecoder:
+    """Greedy Qwen3 inference with fused projections and a growable static KV cache.
+
+    Built from an HF ``Qwen3ForCausalLM`` (any size; weights are copied once, QKV and gate/up
+    fused, optionally int8). One decode step is 4 matrix products per layer + the LM head,
+    SDPA over the cache, and nothing else: no cache objects rebuilt, no masks for single-token
+    steps. Typical use::
+
+        dec = LeanDecoder(model, weights="int8")
+        dec.prefill(twin_prompt_ids)          # once per twin
+        prefix = dec.cache.length
+        for query in queries:
+            dec.cache.crop(prefix)            # KV-cache reuse: the twin is not re-read
+            ids = dec.generate(query_ids, max_new_tokens=64, stop=lambda out: ...)
+
+    weights: 'fp32' or 'int8' (dynamic int8, per-channel, LM head included).
+    max_len [tokens]: longest context (RoPE table size). Batch size 1; not thread-safe.
+    Shapes: hidden ``(T, D)``; cache ``(L, KV, capacity, hd)`` for K and for V.
+    """
+
+    def __init__(self, model: nn.Module, max_len: int = 8192, weights: str = "fp32") -> None:
+        if weights not in ("fp32", "int8"):
+            raise ValueError(f"weights must be 'fp32' or 'int8', got {weights!r}")
+        cfg = model.config
+        if getattr(cfg, "model_type", "") != "qwen3":
+            raise ValueError(f"LeanDecoder supports Qwen3 models, got model_type={getattr(cfg, 'model_type', None)!r}")
+        if max_len <= 0:
+            raise ValueError(f"max_len must be positive, got {max_len}")
+        self.config = cfg
+        self.weights = weights
+        self.n_layers = cfg.num_hidden_layers
+        self.n_heads = cfg.num_attention_heads
+        self.n_kv = cfg.num_key_value_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.hidden = cfg.hidden_size
+        self.inter = cfg.intermediate_size
+        self.eps = cfg.rms_norm_eps
+        self.vocab = cfg.vocab_size
+        self.max_len = int(max_len)
+        self.scale = self.head_dim**-0.5
+        self.q_size = self.n_heads * self.head_dim
+        self.kv_size = self.n_kv * self.head_dim
+        make = _int8_linear if weights == "int8" else _FloatLinear
+        base = model.model
+        with torch.no_grad():
+            self.embed = base.embed_tokens.weight.detach().float().clone()  # (V, D); a lookup reads one row
+            self.final_norm = base.norm.weight.detach().float().clone()
+            self.layers: list[_Layer] = []
+            for lyr in base.layers:
+                att, mlp = lyr.self_attn, lyr.mlp
+                self.layers.append(
+                    _Layer(
+                        qkv=make(torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight], 0)),
+                        o=make(att.o_proj.weight),
+                        gate_up=make(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], 0)),
+                        down=make(mlp.down_proj.weight),
+                        ln1=lyr.input_layernorm.weight.detach().float().clone(),
+                        ln2=lyr.post_attention_layernorm.weight.detach().float().clone(),
+                        q_norm=att.q_norm.weight.detach().float().clone(),
+                        k_norm=att.k_norm.weight.detach().float().clone(),
+                    )
+                )
+            self.lm_head = make(model.lm_head.weight)
+        rope = dict(getattr(cfg, "rope_parameters", None) or {})
+        theta = float(rope.get("rope_theta", getattr(cfg, "rope_theta", 1e6)))
+        if rope.get("rope_type", "default") != "default":
+            raise ValueError(f"LeanDecoder implements the default RoPE only, got {rope.get('rope_type')!r}")
+        inv = 1.0 / (theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim))
+        ang = torch.arange(self.max_len, dtype=torch.float32)[:, None] * inv[None, :]
+        self.cos = torch.cat([ang.cos(), ang.cos()], -1)  # (max_len, hd)
+        self.sin = torch.cat([ang.sin(), ang.sin()], -1)
+        self.cache = self.new_cache()
+
+    def new_cache(self, capacity: int = 256) -> KVCache:
+        return KVCache(self.n_layers, self.n_kv, self.head_dim, capacity)
+
+    def reset(self) -> None:
+        """Forget the default cache's tokens."""
+        self.cache.length = 0
+
+    def linear_weight_bytes(self) -> int:
+        """Bytes of the matrices read per decoded token (all projections + LM head) [bytes]."""
+        total = 0
+        mods = [m for lyr in self.layers for m in (lyr.qkv, lyr.o, lyr.gate_up, lyr.down)] + [self.lm_head]
+        for m in mods:
+            w = m.weight() if callable(getattr(m, "weight", None)) else m.weight
+            total += w.numel() * w.element_size()
+            if w.is_quantized and w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+                total += w.q_per_channel_scales().numel() * 8 + w.q_per_channel_zero_points().numel() * 8
+        return total
+
+    def linear_params(self) -> int:
+        """Parameters of the matrices used per decoded token (projections + LM head)."""
+        n = self.n_layers * (self.hidden * (self.q_size + 2 * self.kv_size) + self.q_size * self.hidden
+                             + 3 * self.hidden * self.inter)
+        return n + self.vocab * self.hidden
+
+    def _rope(self, x: torch.Tensor, P: int, T: int) -> torch.Tensor:
+        """x ``(T, heads, hd)`` rotated for positions ``P .. P+T-1``."""
+        cos = self.cos[P : P + T].unsqueeze(1)
+        sin = self.sin[P : P + T].unsqueeze(1)
+        h = self.head_dim // 2
+        return x * cos + torch.cat((-x[..., h:], x[..., :h]), -1) * sin
+
+    @torch.inference_mode()
+    def forward(self, ids: Sequence[int], cache: Optional[KVCache] = None, logits_for: str = "last") -> torch.Tensor:
+        """Append ``ids`` to ``cache`` (default: this decoder's) and return the logits ``(V,)`` of
+        the last position (``logits_for='all'``: ``(T, V)``)."""
+        cache = self.cache if cache is None else cache
+        ids = [int(i) for i in ids]
+        T = len(ids)
+        if T == 0:
+            raise ValueError("forward() needs at least one token")
+        P = cache.length
+        if P + T > self.max_len:
+            raise ValueError(f"context of {P + T} tokens exceeds max_len={self.max_len}; build with a larger max_len")
+        cache.reserve(P + T)
+        x = self.embed[torch.tensor(ids, dtype=torch.long)]  # (T, D)
+        H, KV, hd, D = self.n_heads, self.n_kv, self.head_dim, self.hidden
+        if T == 1:
+            mask, causal = None, False
+        elif P == 0:
+            mask, causal = None, True
+        else:  # new tokens see the whole past, and each other causally: (T, P+T) bool
+            mask = torch.ones(T, P + T, dtype=torch.bool).tril(diagonal=P)
+            causal = False
+        qs, ks = self.q_size, self.q_size + self.kv_size
+        for li, L in enumerate(self.layers):
+            h = F.rms_norm(x, (D,), L.ln1, self.eps)
+            qkv = L.qkv(h)  # (T, (H + 2 KV) hd)
+            q = self._rope(F.rms_norm(qkv[:, :qs].view(T, H, hd), (hd,), L.q_norm, self.eps), P, T)
+            k = self._rope(F.rms_norm(qkv[:, qs:ks].view(T, KV, hd), (hd,), L.k_norm, self.eps), P, T)
+            kc, vc = cache.k[li], cache.v[li]  # (KV, cap, hd)
+            kc[:, P : P + T] = k.transpose(0, 1)
+            vc[:, P : P + T] = qkv[:, ks:].view(T, KV, hd).transpose(0, 1)
+            att = F.scaled_dot_product_attention(
+                q.transpose(0, 1).unsqueeze(0),  # (1, H, T, hd)
+                kc[:, : P + T].unsqueeze(0),  # (1, KV, P+T, hd)
+                vc[:, : P + T].unsqueeze(0),
+                attn_mask=mask, is_causal=causal, scale=self.scale, enable_gqa=True,
+            )  # (1, H, T, hd)
+            x = x + L.o(att[0].transpose(0, 1).reshape(T, H * hd))
+            gu = L.gate_up(F.rms_norm(x, (D,), L.ln2, self.eps))
+            x = x + L.down(F.silu(gu[:, : self.inter]) * gu[:, self.inter :])
+        cache.length = P + T
+        if logits_for == "all":
+            return self.lm_head(F.rms_norm(x, (D,), self.final_norm, self.eps))
+        return self.lm_head(F.rms_norm(x[-1:], (D,), self.final_norm, self.eps))[0]
+
+    def prefill(self, ids: Sequence[int], cache: Optional[KVCache] = None, chunk: int = 512) -> torch.Tensor:
+        """Append a prompt in chunks (bounded activation memory); returns the last logits ``(V,)``."""
+        ids = list(ids)
+        if not ids:
+            raise ValueError("prefill() needs at least one token")
+        logits = None
+        for s in range(0, len(ids), chunk):
+            logits = self.forward(ids[s : s + chunk], cache)
+        return logits
+
+    def generate(
+        self,
+        ids: Sequence[int],
+        max_new_tokens: int,
+        *,
+        cache: Optional[KVCache] = None,
+        eos_ids: Sequence[int] = (),
+        stop: Optional[Callable[[list[int]], bool]] = None,
+    ) -> list[int]:
+        """Greedy: prefill ``ids`` onto the cache, then decode up to ``max_new_tokens``.
+
+        Stops after an ``eos_ids`` token or when ``stop(out)`` is true (e.g. the text ends with
+        ``</answer>``). The last generated token is not yet in the cache (a caller continuing
+        after a tool pause passes it first, with the results).
+        """
+        out: list[int] = []
+        if max_new_tokens <= 0:
+            return out
+        logits = self.prefill(ids, cache)
+        eos = set(int(e) for e in eos_ids)
+        for i in range(max_new_tokens):
+            tok = int(torch.argmax(logits))
+            out.append(tok)
+            if tok in eos or (stop is not None and stop(out)) or i == max_new_tokens - 1:
+                break
+            logits = self.forward([tok], cache)
+        return out
+
+
+class _LMOutput:
+    __slots__ = ("logits",)
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        self.logits = logits
+
+
+class LeanCausalLM:
+    """A :class:`LeanDecoder` behind the call signature of an HF causal LM, so a runtime written
+    for ``model(input_ids=, past_key_values=, use_cache=True, logits_to_keep=1)`` runs on it.
+
+    The runtime must create caches with :meth:`new_cache` (see :func:`lean_hf_reasoner`).
+    """
+
+    def __init__(self, decoder: LeanDecoder) -> None:
+        self.decoder = decoder
+        self.config = decoder.config
+
+    def eval(self) -> "LeanCausalLM":
+        return self
+
+    def new_cache(self) -> KVCache:
+        return self.decoder.new_cache()
+
+    def __call__(self, input_ids: torch.Tensor, past_key_values: Optional[KVCache] = None,
+                 use_cache: bool = True, logits_to_keep: int = 1, **_: object) -> _LMOutput:
+        if input_ids.shape[0] != 1:
+            raise ValueError("LeanCausalLM runs batch size 1")
+        if past_key_values is None:
+            past_key_values = self.decoder.new_cache()
+        if not isinstance(past_key_values, KVCache):
+            raise TypeError(f"LeanCausalLM needs its own KVCache, got {type(past_key_values).__name__}")
+        ids = input_ids[0].tolist()
+        if logits_to_keep == 1:
+            logits = self.decoder.forward(ids, past_key_values)[None, None]
+        else:
+            logits = self.decoder.forward(ids, past_key_values, logits_for="all")[None]
+        return _LMOutput(logits)
+
+
+def lean_hf_reasoner(config, lean_model: LeanCausalLM, tokenizer):
+    """The reasoning module's ``HFReasoner`` (prefix cache, tool pauses, constrained answers)
+    running on a :class:`LeanCausalLM`: only the cache factory differs."""
+    from frs_ros.reasoning.hf_backend import HFReasoner
+
+    class LeanHFReasoner(HFReasoner):
+        def new_cache(self):  # noqa: D401 - HFReasoner hook
+            return self.model.new_cache()
+
+    return LeanHFReasoner(config, model=lean_model, tokenizer=tokenizer)
+
+
+# --------------------------------------------------------------------------------------------
+# memory
+# --------------------------------------------------------------------------------------------
+
+
+def rss_bytes() -> int:
+    """Current resident set size of this process [bytes] (Linux /proc)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("VmRSS not found in /proc/self/status (not Linux?)")
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far [bytes] (Linux ``VmHWM``)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("VmHWM not found in /proc/self/status (not Linux?)")
+
+
