@@ -54,3 +54,19 @@ def test_velocity_least_squares():
     assert np.all(np.isnan(velocity_from_history(hist[:1])))
     hist.append((int(7e8), np.full(3, np.nan)))  # NaN samples are ignored
     assert np.allclose(velocity_from_history(hist), [0.1, 0.0, 0.0])
+
+
+def test_ransac_rigid_recovers_camera_motion_despite_a_moving_object():
+    from frs_ros.twin.ego import apply, ransac_rigid
+
+    rng = np.random.default_rng(0)
+    anchor = rng.uniform([-1, -0.5, 1], [1, 0.5, 3], size=(6, 3))  # where objects were first seen
+    a = 0.2
+    R = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    T_true = np.eye(4)
+    T_true[:3, :3], T_true[:3, 3] = R, [0.3, -0.05, 0.2]
+    cam = apply(np.linalg.inv(T_true), anchor)  # the same static points seen from the moved camera
+    cam[2] += [0.4, 0.0, 0.0]  # ... except one object that really moved 0.4 m
+    T, inl = ransac_rigid(cam, anchor, inlier_m=0.05)
+    assert np.allclose(T, T_true, atol=1e-9) and inl.tolist() == [True, True, False, True, True, True]
+    assert ransac_rigid(cam[:2], anchor[:2])[0] is None

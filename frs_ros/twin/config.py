@@ -53,6 +53,8 @@ class TwinConfig:
     label_noise: sim labeler: probability that a label is replaced by a synonym/confusion.
     num_threads: torch intra-op threads for the model backends (0 = torch's default); on a
         shared small CPU, 1-2 is much faster than oversubscribing.
+    ego_motion: estimate camera motion from static objects when frames carry no
+        ``extras['T_world_camera']`` (see ``frs_ros.twin.ego``); ego_inlier_m [m]: RANSAC inlier radius.
     seed: RNG seed of the sim label noise (deterministic twins for tests and data).
     """
 
@@ -83,6 +85,8 @@ class TwinConfig:
     assoc_max_centroid_m: float = 0.3
     match_iou: float = 0.5
     move_threshold_m: float = 0.05
+    ego_motion: bool = True
+    ego_inlier_m: float = 0.05
     velocity_window_s: float = 1.0
     history_len: int = 120
 

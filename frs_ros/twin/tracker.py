@@ -27,6 +27,8 @@ from frs_ros.camera import Frame
 from frs_ros.masks import mask_box, mask_iou, rle_encode
 from frs_ros.twin.backends import TwinBackends, build_twin_backends
 from frs_ros.twin.config import TwinConfig
+from frs_ros.twin.ego import apply as ego_apply
+from frs_ros.twin.ego import ransac_rigid
 from frs_ros.twin.depth import METRIC_SOURCES, depth_stats, mask_centroid_m, velocity_from_history
 from frs_ros.twin.types import DepthStats, DigitalTwin, TwinObject
 
@@ -63,6 +65,9 @@ class Tracker:
         self._latest_twin: Optional[DigitalTwin] = None
         self._latest_frame: Optional[Frame] = None
         self._latest_depth: tuple[Optional[np.ndarray], str] = (None, "none")
+        self._T = np.eye(4)  # motion frame <- current camera optical frame
+        self._motion_frame = "anchor" if self.config.ego_motion else "camera"
+        self._ego_inliers = 0
         self.stats = {"frames": 0, "keyframes": 0, "segment_calls": 0, "label_calls": 0, "depth_calls": 0}
 
     # ------------------------------------------------------------------ public API
@@ -140,6 +145,7 @@ class Tracker:
                 if len(self._tracks) >= cfg.max_objects:
                     break
                 new_ids.append(self._create(m, frame, depth, source))
+            self._update_motion(frame, [tid for tid in observed if tid in self._tracks] + new_ids)
 
             to_label = [tid for tid in self._tracks if self._tracks[tid].obj.visible] if keyframe else new_ids
             self._label(frame, to_label)
@@ -176,6 +182,7 @@ class Tracker:
         with self._lock:
             depth, source = self._latest_depth if frame is self._latest_frame else self._depth_for(frame)
             tid = self._create(np.asarray(mask, bool), frame, depth, source)
+            self._update_motion_single(tid)
             tr = self._tracks[tid]
             tr.votes[label] = float(score)
             tr.label_events = 1
@@ -279,13 +286,50 @@ class Tracker:
             o.centroid_m = mask_centroid_m(depth, mask, frame.intrinsics)
         else:
             o.centroid_m = np.full(3, np.nan)
+        # history/velocity are written by _update_motion once the camera pose of this frame is known
+
+    def _update_motion_single(self, tid: int) -> None:
+        """A track added between updates (detect tool): place it with the current pose, no re-fit."""
+        o = self._tracks[tid].obj
         if np.all(np.isfinite(o.centroid_m)):
+            p = ego_apply(self._T, o.centroid_m)
+            o.first_centroid_m = p.copy()
+            o.history.append((o.last_seen_ns, p))
+
+    def _update_motion(self, frame: Frame, track_ids: list[int]) -> None:
+        """Camera pose of this frame (given, estimated from static objects, or last known), then
+        each seen track's centroid in the motion frame -> history, first position, velocity."""
+        cfg = self.config
+        pose = (frame.extras or {}).get("T_world_camera")
+        if pose is not None:
+            self._T = np.asarray(pose, dtype=float).reshape(4, 4)
+            self._motion_frame, self._ego_inliers = "world", -1
+        elif cfg.ego_motion:
+            ids = [
+                tid for tid in track_ids
+                if np.all(np.isfinite(self._tracks[tid].obj.centroid_m))
+                and np.all(np.isfinite(self._tracks[tid].obj.first_centroid_m))
+            ]
+            self._ego_inliers = 0
+            if len(ids) >= 3:
+                cam = np.stack([self._tracks[t].obj.centroid_m for t in ids])
+                anchor = np.stack([self._tracks[t].obj.first_centroid_m for t in ids])
+                T, inl = ransac_rigid(cam, anchor, cfg.ego_inlier_m)
+                if T is not None:
+                    self._T, self._ego_inliers = T, int(inl.sum())
+            # fewer than 3 agreeing objects: keep the last pose (camera assumed still since then)
+        t = int(frame.stamp_ns)
+        for tid in track_ids:
+            o = self._tracks[tid].obj
+            if not np.all(np.isfinite(o.centroid_m)):
+                continue
+            p = ego_apply(self._T, o.centroid_m)
             if not np.all(np.isfinite(o.first_centroid_m)):
-                o.first_centroid_m = o.centroid_m.copy()
-            o.history.append((t, o.centroid_m.copy()))
-            if len(o.history) > self.config.history_len:
-                del o.history[: len(o.history) - self.config.history_len]
-        o.velocity_mps = velocity_from_history(o.history, self.config.velocity_window_s)
+                o.first_centroid_m = p.copy()
+            o.history.append((t, p))
+            if len(o.history) > cfg.history_len:
+                del o.history[: len(o.history) - cfg.history_len]
+            o.velocity_mps = velocity_from_history(o.history, cfg.velocity_window_s)
 
     def _create(self, mask: np.ndarray, frame: Frame, depth, source: str) -> int:
         tid = self._next_id
@@ -350,4 +394,6 @@ class Tracker:
             seq=int(frame.seq),
             depth_source=source,
             start_ns=int(self._start_ns or 0),
+            motion_frame=self._motion_frame,
+            ego_inliers=self._ego_inliers,
         )

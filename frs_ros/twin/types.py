@@ -55,11 +55,13 @@ class TwinObject:
     track_id: stable across frames (never reused within a twin's life).
     mask: visible mask, RLE; box: (x0, y0, x1, y1) [px] inclusive-exclusive; area_px: mask area.
     label/score: voted open-vocabulary label; alt_labels: runner-up (label, score) pairs.
-    centroid_m: ``(3,)`` [m] optical frame, NaN where depth is missing.
-    velocity_mps: ``(3,)`` [m/s] optical frame, from centroid history; NaN until known.
+    centroid_m: ``(3,)`` [m] optical frame of the current camera, NaN where depth is missing.
+    velocity_mps: ``(3,)`` [m/s] in the twin's ``motion_frame`` (the optical frame when the
+        camera is static), from centroid history; NaN until known.
     visible: seen in the current frame; last_seen_ns/first_seen_ns: stamps [ns].
     attributes: refined facts from tools (e.g. {'color': 'red', 'shape': 'round'}).
-    history: recent (stamp_ns, centroid) samples, for motion and the history() tool.
+    history: recent (stamp_ns, centroid) samples in the twin's ``motion_frame`` [m], for
+        motion and the history() tool.
     """
 
     track_id: int
@@ -77,7 +79,7 @@ class TwinObject:
     visible: bool = True
     attributes: dict = field(default_factory=dict)
     history: list[tuple[int, np.ndarray]] = field(default_factory=list)
-    # Added by the tracker (issue 4): where the object was first seen [m, optical frame]
+    # Added by the tracker (issue 4): where the object was first seen [m, motion frame]
     # (the bounded ``history`` may have dropped that sample), closed intervals
     # (start_ns, end_ns) during which it was not visible, and frames it was seen in.
     first_centroid_m: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))
@@ -86,8 +88,11 @@ class TwinObject:
 
     @property
     def displacement_m(self) -> float:
-        """Straight-line distance [m] from where the object was first seen to now; NaN if unknown."""
-        d = np.asarray(self.centroid_m, dtype=float) - np.asarray(self.first_centroid_m, dtype=float)
+        """Straight-line distance [m] from where the object was first seen to where it was last
+        seen (both in the motion frame, so camera motion does not count); NaN if unknown."""
+        if not self.history:
+            return math.nan
+        d = np.asarray(self.history[-1][1], dtype=float) - np.asarray(self.first_centroid_m, dtype=float)
         return float(np.linalg.norm(d)) if np.all(np.isfinite(d)) else math.nan
 
     @property
@@ -161,6 +166,12 @@ class DigitalTwin:
     # Added (issue 4): stamp [ns] of the first frame the tracker saw, so that
     # serialisation can say "appeared 2.1 s into the episode".
     start_ns: int = 0
+    # Added (issue 4): the frame of motion quantities (history, velocity, displacement):
+    # 'world' (camera pose given in frame.extras['T_world_camera']), 'anchor' (optical frame of
+    # the first frame, camera motion estimated from static objects) or 'camera' (assumed static);
+    # ego_inliers: objects that agreed on this frame's camera pose (-1: pose given).
+    motion_frame: str = "camera"
+    ego_inliers: int = 0
 
     def get(self, track_id: int) -> TwinObject:
         for obj in self.objects:
@@ -202,6 +213,8 @@ def twin_to_json(twin: DigitalTwin) -> dict:
         "seq": int(twin.seq),
         "depth_source": twin.depth_source,
         "start_ns": int(twin.start_ns),
+        "motion_frame": twin.motion_frame,
+        "ego_inliers": int(twin.ego_inliers),
         "intrinsics": {"fx": k.fx, "fy": k.fy, "cx": k.cx, "cy": k.cy, "width": k.width, "height": k.height},
         "objects": [o.to_json() for o in twin.objects],
     }
@@ -221,4 +234,6 @@ def twin_from_json(d: dict) -> DigitalTwin:
         seq=int(d.get("seq", 0)),
         depth_source=str(d.get("depth_source", "none")),
         start_ns=int(d.get("start_ns", 0)),
+        motion_frame=str(d.get("motion_frame", "camera")),
+        ego_inliers=int(d.get("ego_inliers", 0)),
     )
