@@ -145,7 +145,7 @@ def test_goals_answered_with_correct_masks(graph):
         assert "<answer>" in r.reasoning and r.total_latency_s > 0 and "wait_twin" in r.stage_names
         assert len(r.stage_names) == len(r.stage_latencies_s)
         stamp = stamp_to_ns(r.targets[0].header.stamp)
-        k, gt = graph.ground_truth.get(stamp)
+        k, gt = graph.ground_truth.get(stamp)[:2]
         gt_mask = gt.union_mask(q.target_ids)
         if not gt_mask.any():
             continue  # target hidden in the held frame
@@ -350,7 +350,7 @@ def test_cross_process_handoff_over_topics(ros_context):
         r = cli.result(cli.send(q.text)).result
         assert r.status == "ok", r.error
         stamp = stamp_to_ns(r.targets[0].header.stamp)
-        _, gt = gt_probe.get(stamp)
+        _, gt = gt_probe.get(stamp)[:2]
         pred = np.zeros((H, W), bool)
         for t in r.targets:
             pred |= mask_from_msg(t.mask)

@@ -195,19 +195,26 @@ def read_frames(path: str | Path, color_topic: Optional[str] = None, depth_topic
                 except ImageConversionError:
                     pass
         if done is not None:
-            assembled[done[0]] = done[1]
+            assembled[done[0]] = done[1:]
         # a frame leaves once its ground truth is there (or when the bag has none)
         while pending and (not with_gt or pending[0].stamp_ns in assembled or len(pending) > 8):
             f = pending.pop(0)
             if with_gt:
-                f.gt = assembled.pop(f.stamp_ns, None)
+                _attach(f, assembled.pop(f.stamp_ns, None))
                 for old in [s for s in assembled if s < f.stamp_ns]:
                     assembled.pop(old)
             yield f
     for f in pending:
         if with_gt:
-            f.gt = assembled.pop(f.stamp_ns, None)
+            _attach(f, assembled.pop(f.stamp_ns, None))
         yield f
+
+
+def _attach(frame: Frame, item) -> None:
+    """Ground truth (and the camera pose the simulator knows) onto a replayed frame."""
+    if item is not None:
+        frame.gt = item[0]
+        frame.extras.update(item[1])
 
 
 # ------------------------------------------------------------------------ rosbags message builders
@@ -268,7 +275,8 @@ def write_sim_bag(path: str | Path, frames: list[Frame], storage: str = "mcap", 
             if ground_truth and f.gt is not None:
                 w.write(SIM_TOPICS["ids"], "sensor_msgs/msg/Image", stamp,
                         image_msg(f.gt.instance_map.astype(np.int32), "32SC1", stamp, fid))
-                w.write(SIM_TOPICS["objects"], "std_msgs/msg/String", stamp, String(data=objects_to_json(stamp, f.gt.objects)))
+                w.write(SIM_TOPICS["objects"], "std_msgs/msg/String", stamp,
+                        String(data=objects_to_json(stamp, f.gt.objects, f.extras)))
             w.write(topics["info"], "sensor_msgs/msg/CameraInfo", stamp, camera_info_msg(f.intrinsics, stamp, fid))
             if f.depth is not None and topics.get("depth"):
                 d = f.depth

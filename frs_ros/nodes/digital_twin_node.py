@@ -21,12 +21,14 @@ import threading
 import time
 from typing import Any, Optional
 
+import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from visualization_msgs.msg import MarkerArray
 
 from frs_ros.nodes import common, conversions as cv
 from frs_ros.nodes.params import DigitalTwinParams, declare_node_params
+from frs_ros.nodes.geometry import transform_matrix
 from frs_ros.nodes.inputs import FrameTopics, SimGroundTruthTopics
 from frs_ros.nodes.sync import FrameBuffer, StampStore, TwinBuffer, TwinSnapshot
 
@@ -64,6 +66,18 @@ class DigitalTwinNode(Node):
         if self.needs_gt and ground_truth is None:
             self.ground_truth = StampStore(capacity=64)
             self._gt_topics = SimGroundTruthTopics(self, self.health, self.ground_truth)
+
+        # --- camera pose from tf2 (optional)
+        self._tf_buffer = None
+        if p.world_frame:
+            try:
+                import tf2_ros  # type: ignore
+
+                self._tf_buffer = tf2_ros.Buffer()
+                self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
+            except ImportError:
+                self.get_logger().warning(f"world_frame '{p.world_frame}' is set but tf2_ros is not installed: the "
+                                          "camera motion is estimated from static objects (twin.ego_motion)")
 
         # --- the model(s): a failure is an error state, not a crash
         try:
@@ -112,14 +126,31 @@ class DigitalTwinNode(Node):
             item = self.ground_truth.get(frame.stamp_ns)
             if item is not None:
                 frame.gt = item[1]
+                frame.extras.update(item[2] if len(item) > 2 else {})
                 return
             if time.monotonic() >= deadline or self._stop.is_set():
                 return
             time.sleep(0.01)
 
+    def _attach_camera_pose(self, frame: Any) -> None:
+        if self._tf_buffer is None or "T_world_camera" in frame.extras:
+            return
+        try:
+            from rclpy.duration import Duration
+            from rclpy.time import Time
+
+            tf = self._tf_buffer.lookup_transform(self.params.world_frame, frame.frame_id, Time(nanoseconds=frame.stamp_ns),
+                                                  timeout=Duration(seconds=0.05))
+            t, r = tf.transform.translation, tf.transform.rotation
+            frame.extras["T_world_camera"] = transform_matrix(np.array([t.x, t.y, t.z]), np.array([r.x, r.y, r.z, r.w]))
+        except Exception as exc:  # noqa: BLE001 - no transform yet: ego-motion estimate instead
+            self.health.problem("tf2", f"no transform {self.params.world_frame} <- {frame.frame_id} ({exc}); "
+                                       "the camera motion is estimated from static objects for now")
+
     def process(self, frame: Any):
         """Update the twin with one frame and publish it; returns the twin."""
         self._attach_ground_truth(frame)
+        self._attach_camera_pose(frame)
         t0 = time.perf_counter()
         twin = self.tracker.update(frame)
         self.update_s = time.perf_counter() - t0

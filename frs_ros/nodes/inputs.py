@@ -59,7 +59,7 @@ class FrameTopics:
 
 class SimGroundTruthTopics:
     """Subscribes ``frs/sim/instance_ids`` + ``frs/sim/objects`` (and the latched ``frs/sim/queries``)
-    and fills ``store`` (stamp -> (-1, SceneGroundTruth)) and ``query_book``."""
+    and fills ``store`` (stamp -> (-1, SceneGroundTruth, pose extras)) and ``query_book``."""
 
     def __init__(self, node: Node, health: common.NodeHealth, store: StampStore,
                  query_book: Optional[QueryBook] = None) -> None:
@@ -75,12 +75,12 @@ class SimGroundTruthTopics:
     def _ids_cb(self, msg: Image) -> None:
         done = self._assembler.add_instance_map(cv.stamp_to_ns(msg.header.stamp), cv.instance_ids_from_msg(msg))
         if done is not None:
-            self.store.put(done[0], (-1, done[1]))
+            self.store.put(done[0], (-1, done[1], done[2]))
 
     def _objects_cb(self, msg: String) -> None:
         done = self._assembler.add_objects(msg.data)
         if done is not None:
-            self.store.put(done[0], (-1, done[1]))
+            self.store.put(done[0], (-1, done[1], done[2]))
 
     def _queries_cb(self, msg: String) -> None:
         self.query_book.update(queries_from_json(msg.data))

@@ -104,6 +104,9 @@ _TWIN_NODE = [
               read_only=False, range=(0.0, 120.0)),
     ParamSpec("instance_ids_encoding", "32SC1", "encoding of /frs/twin/instance_ids", choices=("32SC1", "mono16")),
     ParamSpec("publish_markers", True, "publish /frs/twin/markers (labels + 3-D centroids)", read_only=False),
+    ParamSpec("world_frame", "",
+              "fixed frame whose tf2 transform to the camera gives each frame's camera pose (ego-motion); "
+              "'' = estimate it from static objects (twin.ego_motion) or take it from the simulator"),
 ]
 
 _REASONER_NODE = [
@@ -219,7 +222,13 @@ def _doc_of(cls: type, name: str) -> str:
                 else:
                     break
             unit = (m.group(2) or "").strip()
-            return " ".join(text) + (f" {unit}" if unit else "")
+            doc = re.split(r";\s*\w+(?:\s*\[[^\]]*\])?:", " ".join(text))[0].strip()  # next knob on the same line
+            return doc + (f" {unit}" if unit else "")
+    flat = " ".join(x.strip() for x in lines)  # documented mid-line: "...; name [unit]: text."
+    m = re.search(rf"(?<![\w.]){re.escape(name)}(\s*\[[^\]]*\])?:\s*(.*?\.)(?=\s|$)", flat)
+    if m:
+        unit = (m.group(1) or "").strip()
+        return m.group(2).strip() + (f" {unit}" if unit else "")
     return ""
 
 
@@ -392,6 +401,7 @@ class DigitalTwinParams:
     max_rate_hz: float
     instance_ids_encoding: str
     publish_markers: bool
+    world_frame: str
     twin: TwinConfig
 
     @classmethod

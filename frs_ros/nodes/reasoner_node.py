@@ -145,6 +145,7 @@ class ReasonerNode(Node):
             item = self._gt.get(twin.stamp_ns)
             if item is not None:
                 frame.gt = item[1]
+                frame.extras.update(item[2])
         self.twin_buffer.put(TwinSnapshot(twin=twin, frame=frame, tracker=None))
 
     # ------------------------------------------------------------------ action callbacks

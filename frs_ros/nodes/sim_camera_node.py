@@ -23,7 +23,7 @@ from std_msgs.msg import String
 
 from frs_ros.nodes import common, conversions as cv
 from frs_ros.nodes.params import SimCameraParams, declare_node_params
-from frs_ros.nodes.sim_wire import QueryBook, objects_to_json, queries_to_json
+from frs_ros.nodes.sim_wire import QueryBook, objects_to_json, pose_extras, queries_to_json
 from frs_ros.nodes.sync import StampStore
 
 
@@ -94,10 +94,12 @@ class SimCameraNode(Node):
         self.last_stamp_ns = stamp_ns
         header = cv.make_header(stamp_ns, p.frame_id)
         if self.ground_truth is not None and frame.gt is not None:
-            self.ground_truth.put(stamp_ns, (k, frame.gt))  # before the image: the twin may look it up at once
+            # before the image: the twin may look it up at once; the camera pose (if the sim knows it)
+            # comes along, as tf2 would give it on a robot
+            self.ground_truth.put(stamp_ns, (k, frame.gt, pose_extras(frame.extras)))
         if self._pub_ids is not None and frame.gt is not None:
             self._pub_ids.publish(cv.instance_ids_to_msg(frame.gt.instance_map, header))
-            self._pub_objs.publish(String(data=objects_to_json(stamp_ns, frame.gt.objects)))
+            self._pub_objs.publish(String(data=objects_to_json(stamp_ns, frame.gt.objects, frame.extras)))
         self._pub_info.publish(cv.intrinsics_to_camera_info(frame.intrinsics, header))
         if self._pub_depth is not None and frame.depth is not None:
             self._pub_depth.publish(cv.depth_to_msg(frame.depth, header, p.depth_encoding))

@@ -43,8 +43,22 @@ def _unjson(x: Any) -> Any:
     return x
 
 
-def objects_to_json(stamp_ns: int, objects: dict[int, SimObject]) -> str:
-    return json.dumps({"stamp_ns": int(stamp_ns), "objects": [_jsonable(o.__dict__) for o in objects.values()]})
+#: frame extras the simulator may know and a robot gets from tf2 (camera pose for ego-motion)
+POSE_EXTRAS = ("T_world_camera",)
+
+
+def pose_extras(extras: Optional[dict]) -> dict:
+    """The camera-pose entries of a frame's ``extras`` (what the sim shares with the twin)."""
+    return {k: np.asarray(v, dtype=float) for k, v in (extras or {}).items() if k in POSE_EXTRAS and v is not None}
+
+
+def objects_to_json(stamp_ns: int, objects: dict[int, SimObject], extras: Optional[dict] = None) -> str:
+    return json.dumps({"stamp_ns": int(stamp_ns), "objects": [_jsonable(o.__dict__) for o in objects.values()],
+                       "extras": _jsonable(pose_extras(extras))})
+
+
+def extras_from_json(text: str) -> dict:
+    return {k: np.asarray(v, dtype=float) for k, v in _unjson(json.loads(text).get("extras", {})).items()}
 
 
 def objects_from_json(text: str) -> tuple[int, dict[int, SimObject]]:
@@ -93,29 +107,33 @@ class QueryBook:
 
 
 class GroundTruthAssembler:
-    """Pairs ``/frs/sim/instance_ids`` images with ``/frs/sim/objects`` JSON by stamp."""
+    """Pairs ``/frs/sim/instance_ids`` images with ``/frs/sim/objects`` JSON by stamp; a complete pair
+    gives ``(stamp_ns, SceneGroundTruth, pose extras)``."""
 
     def __init__(self, capacity: int = 16) -> None:
         self._maps: dict[int, np.ndarray] = {}
         self._objs: dict[int, dict[int, SimObject]] = {}
+        self.extras: dict[int, dict] = {}  # stamp -> pose extras that came with the objects
         self._capacity = capacity
         self._lock = threading.Lock()
 
-    def add_instance_map(self, stamp_ns: int, instance_map: np.ndarray) -> Optional[tuple[int, SceneGroundTruth]]:
+    def add_instance_map(self, stamp_ns: int, instance_map: np.ndarray) -> Optional[tuple[int, SceneGroundTruth, dict]]:
         with self._lock:
             self._maps[int(stamp_ns)] = instance_map
             return self._pop(int(stamp_ns))
 
-    def add_objects(self, text: str) -> Optional[tuple[int, SceneGroundTruth]]:
+    def add_objects(self, text: str) -> Optional[tuple[int, SceneGroundTruth, dict]]:
         stamp, objs = objects_from_json(text)
         with self._lock:
             self._objs[stamp] = objs
+            self.extras[stamp] = extras_from_json(text)
             return self._pop(stamp)
 
-    def _pop(self, stamp: int) -> Optional[tuple[int, SceneGroundTruth]]:
-        for d in (self._maps, self._objs):
+    def _pop(self, stamp: int) -> Optional[tuple[int, SceneGroundTruth, dict]]:
+        for d in (self._maps, self._objs, self.extras):
             while len(d) > self._capacity:
                 d.pop(min(d))
         if stamp in self._maps and stamp in self._objs:
-            return stamp, SceneGroundTruth(instance_map=self._maps.pop(stamp), objects=self._objs.pop(stamp))
+            gt = SceneGroundTruth(instance_map=self._maps.pop(stamp), objects=self._objs.pop(stamp))
+            return stamp, gt, self.extras.pop(stamp, {})
         return None
