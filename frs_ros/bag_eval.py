@@ -20,6 +20,14 @@ Annotation file (JSON)::
     ]}
 
 ``sim_annotations`` builds such a file for a simulated episode written with ``write_sim_bag``.
+
+A ReVOS / MeViS or ReasonSeg directory works as the annotation too (``--annotations DIR
+--dataset revos|mevis|reasonseg [--split S] [--video NAME]``): the bag is then that dataset played
+as a camera (``dataset_to_bag``: the i-th synchronised frame of the bag is the i-th video frame /
+image), each expression is asked on its video's first frame (an image's queries on that image) and
+scored on every later frame (J&F) / on the image (gIoU, cIoU). Real datasets need the real twin
+models (``--segmenter sam2 --labeler owlv2``) and the hf reasoner; the oracle needs simulator
+ground truth, which only sim bags carry.
 """
 
 from __future__ import annotations
@@ -58,6 +66,80 @@ def sim_annotations(sample: Any, stamps: list[int], track_frames: bool = True) -
                              for j in range(k + 1, n)}
         out.append(rec)
     return {"queries": out}
+
+
+def video_annotations(video: Any, stamps: list[int]) -> list[dict]:
+    """Annotations of a ``VideoSample`` whose frames were played as bag frames with ``stamps``."""
+    if len(stamps) < len(video.frames):
+        raise ValueError(f"video {video.name} has {len(video.frames)} frames but the bag only {len(stamps)}")
+    out = []
+    shape = video.frames[0].shape[:2]
+    for i, e in enumerate(video.expressions):
+        def gt(t: int) -> np.ndarray:
+            m = np.zeros(shape, bool)
+            for oid in e.obj_ids:
+                m |= np.asarray(video.tracks[oid][t], dtype=bool)
+            return m
+
+        out.append({"id": f"{video.name}/{e.exp_id or i}", "query": e.text, "stamp_ns": int(stamps[0]),
+                    "mask": rle_encode(gt(0)).to_json(),
+                    "frames": {str(int(stamps[t])): rle_encode(gt(t)).to_json() for t in range(1, len(video.frames))}})
+    return out
+
+
+def image_annotations(samples: list, stamps: list[int]) -> list[dict]:
+    """Annotations of ``ImageSample`` s played one image per bag frame (in order)."""
+    if len(stamps) < len(samples):
+        raise ValueError(f"{len(samples)} images but the bag has only {len(stamps)} frames")
+    return [{"id": f"{s.name}/{j}", "query": q.text, "stamp_ns": int(stamps[i]), "mask": rle_encode(q.mask).to_json()}
+            for i, s in enumerate(samples) for j, q in enumerate(s.queries)]
+
+
+def dataset_to_bag(path: str | Path, frames_rgb: list[np.ndarray], depth: Optional[list] = None, intrinsics: Any = None,
+                   storage: str = "mcap", period_ns: int = 100_000_000, hfov_deg: float = 60.0) -> list[int]:
+    """Play dataset frames as a camera bag (colour, depth when given, camera_info); returns the stamps.
+
+    Datasets without intrinsics (ReasonSeg, ReVOS) get a nominal pinhole of ``hfov_deg``: 3-D
+    positions are then only as good as that guess (say so when reporting them).
+    """
+    from frs_ros.camera import CameraIntrinsics, Frame
+    from frs_ros.data.bags import write_sim_bag
+
+    frames = []
+    for i, rgb in enumerate(frames_rgb):
+        h, w = rgb.shape[:2]
+        k = intrinsics if intrinsics is not None and (intrinsics.width, intrinsics.height) == (w, h) else \
+            CameraIntrinsics.from_fov(w, h, hfov_deg)
+        d = None if depth is None else np.asarray(depth[i], dtype=np.float32)
+        frames.append(Frame(rgb=np.ascontiguousarray(rgb), intrinsics=k, depth=d))
+    return write_sim_bag(path, frames, storage=storage, period_ns=period_ns, ground_truth=False)
+
+
+def _bag_stamps(bag: str | Path, topics: dict) -> list[int]:
+    from frs_ros.data.bags import read_frames
+
+    return [f.stamp_ns for f in read_frames(bag, topics.get("color"), topics.get("depth"), topics.get("info"))]
+
+
+def dataset_annotations(root: str | Path, dataset: str, stamps: list[int], split: Optional[str] = None,
+                        video: Optional[str] = None) -> list[dict]:
+    """Annotations from a ReVOS / MeViS / ReasonSeg directory, matched to bag frames by order."""
+    if dataset in ("revos", "mevis"):
+        from frs_ros.data.video import load_mevis, load_revos
+
+        loader = load_revos if dataset == "revos" else load_mevis
+        videos = loader(root, split) if split else loader(root)
+        if video is not None:
+            videos = [v for v in videos if v.name == video]
+        if len(videos) != 1:
+            raise ValueError(f"{root}: pick one video of {[v.name for v in videos][:10]} with --video "
+                             "(a bag is one video played as a camera)")
+        return video_annotations(videos[0], stamps)
+    if dataset == "reasonseg":
+        from frs_ros.data.reasonseg import load_reasonseg
+
+        return image_annotations(load_reasonseg(root, split), stamps)
+    raise ValueError(f"--dataset must be revos, mevis or reasonseg, got {dataset!r}")
 
 
 def _load_annotations(path: Path) -> list[dict]:
@@ -141,7 +223,11 @@ def evaluate_bag(bag: str | Path, annotations: list[dict], twin_config: Any, eng
 def make_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="frs-bag-eval", description="Offline twin + reasoner evaluation over a rosbag2.")
     ap.add_argument("bag", help="rosbag2 directory (sqlite3 or mcap)")
-    ap.add_argument("--annotations", required=True, help="annotation JSON (see the module docstring)")
+    ap.add_argument("--annotations", required=True, help="annotation JSON, or a dataset directory with --dataset")
+    ap.add_argument("--dataset", choices=("json", "revos", "mevis", "reasonseg"), default="json",
+                    help="what --annotations is (default: the JSON format of the module docstring)")
+    ap.add_argument("--split", default=None, help="dataset split (e.g. valid, val)")
+    ap.add_argument("--video", default=None, help="ReVOS/MeViS video name the bag was played from")
     ap.add_argument("--params-file", default=None, help="parameters YAML (default: config/frs.yaml of the package)")
     ap.add_argument("--segmenter", default="", help="override twin.segmenter (sim | sam2)")
     ap.add_argument("--labeler", default="", help="override twin.labeler (sim | owlv2 | none)")
@@ -174,7 +260,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         twin_cfg = DigitalTwinParams.from_values(resolve_values("digital_twin_node", tv)).twin
         rcfg = ReasonerParams.from_values(resolve_values("reasoner_node", rv)).reasoner
         rcfg = replace(rcfg, model=resolve_model_path(rcfg.model))
-        annotations = _load_annotations(Path(opts.annotations))
+        topics = {"color": opts.color_topic, "depth": opts.depth_topic, "info": opts.camera_info_topic}
+        if opts.dataset == "json":
+            annotations = _load_annotations(Path(opts.annotations))
+        else:
+            annotations = sorted(dataset_annotations(opts.annotations, opts.dataset, _bag_stamps(opts.bag, topics),
+                                                     opts.split, opts.video), key=lambda q: int(q["stamp_ns"]))
     except (ParamError, ValueError, FileNotFoundError) as exc:
         print(f"frs-bag-eval: {exc}", file=sys.stderr)
         return 2
@@ -186,7 +277,6 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"frs-bag-eval: the reasoner could not load ({exc}); pass --reasoner-model DIR or --reasoner-backend oracle",
               file=sys.stderr)
         return 2
-    topics = {"color": opts.color_topic, "depth": opts.depth_topic, "info": opts.camera_info_topic}
     report = evaluate_bag(opts.bag, annotations, twin_cfg, engine, topics, opts.slop_s)
     report["reasoner"] = {"backend": rcfg.backend, "model": rcfg.model if rcfg.backend == "hf" else ""}
     summary = {k: report[k] for k in ("frames", "queries", "answered", "gIoU", "cIoU", "J", "F", "J&F",

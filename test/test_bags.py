@@ -117,3 +117,29 @@ def test_bag_eval_reports_bad_inputs(tmp_path):
     bad = tmp_path / "ann.json"
     bad.write_text(json.dumps({"queries": [{"query": "x"}]}))
     assert bag_eval.main([str(tmp_path), "--annotations", str(bad), "--reasoner-backend", "oracle"]) == 2
+
+
+def test_revos_directory_as_annotations(tmp_path, episode):
+    """A ReVOS layout played as a camera bag: expressions map onto the bag's frames by order."""
+    from frs_ros import bag_eval
+    from frs_ros.data.sim_export import sim_episode_to_sample
+    from frs_ros.data.video import load_revos, write_revos
+    from frs_ros.masks import RLE
+
+    video = sim_episode_to_sample(episode, name="vid0")
+    write_revos(tmp_path / "revos", [video], split="valid")
+    loaded = load_revos(tmp_path / "revos", "valid")[0]
+    bag = tmp_path / "revos_bag"
+    stamps = bag_eval.dataset_to_bag(bag, loaded.frames, loaded.depth, loaded.intrinsics, storage="sqlite3")
+    assert bag_eval._bag_stamps(bag, {}) == stamps
+    ann = bag_eval.dataset_annotations(tmp_path / "revos", "revos", stamps, "valid", video="vid0")
+    assert len(ann) == len(loaded.expressions)
+    a = ann[0]
+    assert a["stamp_ns"] == stamps[0] and len(a["frames"]) == len(stamps) - 1
+    e = loaded.expressions[0]
+    want = np.zeros(loaded.frames[0].shape[:2], bool)
+    for oid in e.obj_ids:
+        want |= loaded.tracks[oid][3]
+    np.testing.assert_array_equal(RLE.from_json(a["frames"][str(stamps[3])]).decode(), want)
+    with pytest.raises(ValueError, match="--video"):
+        bag_eval.dataset_annotations(tmp_path / "revos", "revos", stamps, "valid", video="nope")
