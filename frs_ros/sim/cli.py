@@ -4,6 +4,7 @@
     frs-sim generate --kind video --n 50 --seed 0 --split val --out data/sim_vid
     frs-sim stats data/sim_img
     frs-sim visualise data/sim_img --out docs/img/sim_examples.png --n 8
+    frs-sim bench --n 60
 
 Images are written in the ReasonSeg layout (``frs_ros.data.write_reasonseg``: ``<out>/<split>/``)
 and videos in the ReVOS layout (``frs_ros.data.write_revos``); both keep depth (16-bit mm PNG),
@@ -325,6 +326,29 @@ def cmd_visualise(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Frames per second of the renderer alone and of full samples (scene + GT + queries)."""
+    from frs_ros.sim.world import make_rng, render_frame, sample_scene
+
+    config = SimConfig()
+    scenes = [sample_scene(make_rng(config, "train", 1, s), "train", config) for s in range(args.n)]
+    render_frame(scenes[0], 0, config, make_rng(config, "train", 3, 0, 0))  # warm caches
+    rows = []
+    for label, fn, frames in (
+        ("render_frame", lambda: [render_frame(sc, 0, config, make_rng(config, "train", 3, i, 0)) for i, sc in enumerate(scenes)], args.n),
+        ("generate_image", lambda: [generate_image(s, "train", config) for s in range(args.n)], args.n),
+        ("generate_episode (30 f)", lambda: [generate_episode(s, "train", 30, config) for s in range(max(1, args.n // 30))], 30 * max(1, args.n // 30)),
+    ):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        rows.append((label, frames, 1e3 * wall / frames, 1e3 * cpu / frames, frames / wall))
+    print(f"{'stage':<26}{'frames':>8}{'wall ms/f':>11}{'cpu ms/f':>10}{'frames/s':>10}")
+    for label, frames, wall_ms, cpu_ms, fps in rows:
+        print(f"{label:<26}{frames:>8}{wall_ms:>11.1f}{cpu_ms:>10.1f}{fps:>10.1f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="frs-sim", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -348,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--n", type=int, default=8)
     v.add_argument("--cols", type=int, default=2)
     v.set_defaults(func=cmd_visualise)
+    b = sub.add_parser("bench", help="measure rendering / generation speed (single process)")
+    b.add_argument("--n", type=int, default=60, help="frames per stage")
+    b.set_defaults(func=cmd_bench)
     return p
 
 

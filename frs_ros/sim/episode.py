@@ -35,14 +35,17 @@ HIDDEN_MIN_FRAMES = 3  # 'hidden for a while' = at least this many consecutive f
 
 
 def camera_path(start: CameraPose, look_at: np.ndarray, n_frames: int, rng: np.random.Generator) -> list[CameraPose]:
-    """A smooth orbit of +-4..12 deg around ``look_at`` with a small height bob and dolly.
+    """A smooth orbit of +-4..12 deg (for 30 frames) around ``look_at`` with a small height
+    bob and dolly.
 
     The camera eases in and out (smoothstep), so velocity is zero at both ends, as with a
     robot head or a hand-held sweep that starts and stops.
     """
     if n_frames == 1:
         return [start]
-    amp = np.deg2rad(rng.uniform(4.0, 12.0)) * (1 if rng.random() < 0.5 else -1)
+    # Sweep size scales with duration (a 30-frame clip = 1 s sweeps 8-24 deg in all) so the
+    # camera speed stays that of a turning robot head, whatever the episode length.
+    amp = np.deg2rad(rng.uniform(4.0, 12.0)) * min(1.0, n_frames / 30.0) * (1 if rng.random() < 0.5 else -1)
     bob = rng.uniform(0.0, 0.04)
     dolly = rng.uniform(-0.08, 0.08)
     rel = start.position - look_at
