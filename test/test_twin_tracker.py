@@ -82,6 +82,9 @@ class _ComponentSegmenter:
     def segment_boxes(self, frame, boxes):
         return []
 
+    def forget(self, track_ids):
+        pass
+
 
 def test_association_path_keeps_ids_for_moving_objects():
     cfg = TwinConfig(labeler="none", keyframe_interval=5)
@@ -153,3 +156,15 @@ def test_motion_uses_given_camera_pose():
     o = twin.objects[0]
     assert twin.motion_frame == "world" and o.displacement_m < 0.02  # pixel rounding only
     assert abs(o.centroid_m[0] - (-0.4 + (45 - 31.5) * 1.2 / fx)) < 0.03  # optical centroid still follows the view
+
+
+def test_occluded_object_keeps_its_id_when_it_reappears():
+    tr = Tracker(TwinConfig(keyframe_interval=100, retire_after_s=10))
+    ids = []
+    for i in range(8):
+        hidden = 2 <= i < 5  # the mug is fully hidden for 3 frames (no keyframe in between)
+        f = _scene(i, with_a=not hidden)
+        twin = tr.update(f)
+        ids.append(sorted(o.track_id for o in twin.objects if o.visible))
+    assert ids[0] == ids[7] == [1, 2] and ids[3] == [2]
+    assert tr.latest().get(1).gaps_ns == [(2 * DT, 5 * DT)]

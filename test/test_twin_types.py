@@ -55,3 +55,15 @@ def test_config_from_dict_rejects_unknown_keys():
         TwinConfig.from_dict({"keyframe_intervall": 3})
     with pytest.raises(TwinConfigError, match="segmenter"):
         TwinConfig(segmenter="yolo")
+
+
+def test_twin_core_imports_no_ros():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, frs_ros.twin.tracker, frs_ros.twin.tools, frs_ros.twin.serialize, frs_ros.twin.backends.sim;"
+        "bad = [m for m in sys.modules if m.startswith('rclpy') or m.endswith('_msgs')];"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -152,7 +152,7 @@ class Tracker:
             retired = self._retire(t)
             if keyframe or new_ids or retired or prop is None:
                 seg.set_tracks(frame, {tid: tr.mask for tid, tr in self._tracks.items() if tr.obj.visible})
-            if retired and hasattr(seg, "forget"):
+            if retired:
                 seg.forget(retired)
             if keyframe:
                 self._key_area = sum(int(tr.mask.sum()) for tr in self._tracks.values() if tr.obj.visible)

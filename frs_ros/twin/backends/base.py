@@ -35,6 +35,9 @@ class Segmenter(Protocol):
     def segment_boxes(self, frame: Frame, boxes: list[Box]) -> list[np.ndarray]:
         """One mask per box prompt (used by the detect tool to add objects)."""
 
+    def forget(self, track_ids: list[int]) -> None:
+        """The tracker retired these tracks; drop any state kept for them."""
+
 
 @runtime_checkable
 class Labeler(Protocol):

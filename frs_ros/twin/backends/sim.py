@@ -107,10 +107,13 @@ class SimSegmenter:
             sid = _majority_id(imap, m)
             if sid > 0:
                 self._track_to_sim[tid] = sid
-        # forget tracks the tracker no longer has (retired): ids are never reused
-        for tid in list(self._track_to_sim):
-            if tid not in masks:
-                del self._track_to_sim[tid]
+        # tracks absent from ``masks`` are only hidden: keep their sim id so they are found
+        # again when they reappear; retired ones are dropped by forget()
+
+    def forget(self, track_ids: list[int]) -> None:
+        """Drop retired tracks (the tracker never reuses their ids)."""
+        for tid in track_ids:
+            self._track_to_sim.pop(tid, None)
 
     def propagate(self, frame: Frame) -> Optional[dict[int, np.ndarray]]:
         imap = _gt(frame).instance_map
