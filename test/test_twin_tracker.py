@@ -168,3 +168,12 @@ def test_occluded_object_keeps_its_id_when_it_reappears():
         ids.append(sorted(o.track_id for o in twin.objects if o.visible))
     assert ids[0] == ids[7] == [1, 2] and ids[3] == [2]
     assert tr.latest().get(1).gaps_ns == [(2 * DT, 5 * DT)]
+
+
+def test_coverage_drop_triggers_an_early_keyframe():
+    tr = Tracker(TwinConfig(keyframe_interval=100, coverage_drop=0.7))
+    for i in range(3):
+        tr.update(_scene(i))
+    assert tr.stats["keyframes"] == 1
+    tr.update(_scene(3, with_a=False))  # the mug (~40% of tracked area) leaves
+    assert tr.stats["keyframes"] == 2

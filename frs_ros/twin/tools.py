@@ -127,16 +127,19 @@ def run_tool(
     """Run one tool call and return its ``<results>`` line; updates the twin (and the tracker's
     persistent tracks when given a ``Tracker``).
 
-    frame: the frame the twin belongs to (defaults to the tracker's latest frame); needed by
-        ``detect`` and ``describe``. backends: labeler/segmenter for ``detect`` when only a twin
+    frame: the frame a plain twin belongs to (needed by ``detect`` and ``describe``); with a
+        ``Tracker`` the tracker's latest twin and its own frame are used and ``frame`` is ignored. backends: labeler/segmenter for ``detect`` when only a twin
         is given. Raises ``ToolError`` for unknown tools, bad arguments and unknown ids.
     """
     tracker = tracker_or_twin if isinstance(tracker_or_twin, Tracker) else None
-    twin = tracker.latest() if tracker is not None else tracker_or_twin
+    if tracker is not None:
+        # the latest twin and ITS frame, taken atomically: masks and pixels must belong together
+        # even if the caller's frame is older (ids are persistent, so the call still means the same)
+        twin, frame = tracker.snapshot()
+    else:
+        twin = tracker_or_twin
     if twin is None:
         raise ToolError("the digital twin is empty: no frame has been processed yet")
-    if tracker is not None and frame is None:
-        frame = tracker.latest_frame()
     name = call.name.strip().lower()
     args = tuple(call.args)
     want = {"detect": 1, "describe": 1, "relation": 2, "history": 1}

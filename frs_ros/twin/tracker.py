@@ -76,6 +76,11 @@ class Tracker:
         with self._lock:
             return self._latest_twin
 
+    def snapshot(self) -> tuple[Optional[DigitalTwin], Optional[Frame]]:
+        """The latest twin and the frame it was built from, taken together (consistent pair)."""
+        with self._lock:
+            return self._latest_twin, self._latest_frame
+
     def latest_frame(self) -> Optional[Frame]:
         with self._lock:
             return self._latest_frame
@@ -99,12 +104,7 @@ class Tracker:
                 self._start_ns = t
             depth, source = self._depth_for(frame)
             seg = self.backends.segmenter
-            area = sum(int(tr.mask.sum()) for tr in self._tracks.values() if tr.obj.visible)
-            keyframe = (
-                not self._tracks
-                or self._frames_since_key + 1 >= cfg.keyframe_interval
-                or area < cfg.coverage_drop * self._key_area
-            )
+            keyframe = not self._tracks or self._frames_since_key + 1 >= cfg.keyframe_interval
             prop = seg.propagate(frame) if self._tracks else {}
             observed: dict[int, np.ndarray] = {}
             new_masks: list[np.ndarray] = []
@@ -118,6 +118,9 @@ class Tracker:
                     tid: np.asarray(m, bool) for tid, m in prop.items()
                     if tid in self._tracks and int(np.count_nonzero(m)) >= cfg.min_mask_area_px
                 }
+                # coverage drop in THIS frame (objects left, or propagation lost them): segment now
+                area = sum(int(m.sum()) for m in observed.values())
+                keyframe = keyframe or area < cfg.coverage_drop * self._key_area
                 if keyframe:
                     self.stats["segment_calls"] += 1
                     cands = self._filter(seg.segment(frame))
