@@ -247,14 +247,26 @@ def cmd_stats(args: argparse.Namespace) -> int:
 _TINT = np.array([255, 40, 200], dtype=np.float32)
 
 
-def draw_query_tile(rgb: np.ndarray, mask: np.ndarray, title: str, text: str, scale: int = 2) -> np.ndarray:
-    """RGB tile: image (upscaled) with the GT mask tinted and outlined, text strip below."""
-    img = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST).astype(np.float32)
-    m = cv2.resize(mask.astype(np.uint8), None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST).astype(bool)
-    img[m] = 0.45 * img[m] + 0.55 * _TINT
+def _tint(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """GT mask tinted magenta and outlined in yellow on a copy of ``rgb``."""
+    img = rgb.astype(np.float32)
+    img[mask] = 0.45 * img[mask] + 0.55 * _TINT
     img = img.astype(np.uint8)
-    contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(img, contours, -1, (255, 255, 0), 1)
+    return img
+
+
+def draw_query_tile(rgb: np.ndarray, mask: Optional[np.ndarray], title: str, text: str, scale: int = 2) -> np.ndarray:
+    """RGB tile: image with the GT mask tinted (``mask=None``: already drawn), text below.
+
+    Single images are upscaled by ``scale``; wide film strips are kept at their size."""
+    if mask is not None:
+        big = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        m = cv2.resize(mask.astype(np.uint8), None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        img = _tint(big, m.astype(bool))
+    else:
+        img = rgb
     w = img.shape[1]
     lines = [title] + textwrap.wrap(text, width=max(20, w // 9))
     strip = np.full((16 * len(lines) + 8, w, 3), 255, dtype=np.uint8)
@@ -286,7 +298,14 @@ def _tiles_from_dir(root: Path, n: int) -> list[np.ndarray]:
             for e in v.expressions:
                 # The answer lives on the query's eval frames ('disappeared': before removal).
                 f = int((e.meta.spec.get("eval_frames") or [e.meta.frame_index])[-1]) % len(v.frames)
-                items.append((f"{v.name} frame {f}", v.frames[f], v.expression_masks(e)[f], e))
+                masks = v.expression_masks(e)
+                if e.meta.kind == "temporal":
+                    # Film strip: first frame, middle frame, answer frame (GT tinted in each).
+                    ks = [0, len(v.frames) // 2, f]
+                    rgb = np.concatenate([_tint(v.frames[k], masks[k]) for k in ks], axis=1)
+                    items.append((f"{v.name} frames {ks}", rgb, None, e))
+                else:
+                    items.append((f"{v.name} frame {f}", v.frames[f], masks[f], e))
 
         def meta_of(e):
             return e.meta, e.text, e.is_sentence

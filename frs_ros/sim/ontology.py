@@ -65,7 +65,7 @@ AFFORDANCES: dict[str, tuple[str, str]] = {
     "boils water": ("can boil water", "I need boiling water for pasta"),
     "heats food": ("can heat food", "My lunch is cold"),
     "toasts bread": ("can toast bread", "I want crispy toast for breakfast"),
-    "writes": ("can write", "I need to jot down a phone number"),
+    "writes": ("can be used to write", "I need to jot down a phone number"),
     "cuts paper": ("can cut paper", "I have to cut this sheet of paper in half"),
     "binds papers": ("can hold papers together", "These loose pages keep falling apart"),
     "reads": ("can be read", "I'm bored and want something to read"),
@@ -105,6 +105,8 @@ AFFORDANCES: dict[str, tuple[str, str]] = {
     "listens privately": ("lets me listen without disturbing others", "My roommate is asleep"),
     "grows": ("is alive and grows", "I want to put something living on the windowsill"),
     "scents the room": ("can make the room smell nice", "The room smells stale"),
+    "seasons food": ("can season food", "My soup tastes bland"),
+    "marks hazards": ("can mark off a hazard", "The floor is wet and someone might slip"),
 }
 
 
@@ -213,7 +215,7 @@ _TABLE: tuple[Category, ...] = (
     _c("thermos", "kitchenware", "bottle", (0.22, 0.32), (0.3, 0.3, 1.0), "silver black red green blue", "metal",
        ["keeps drinks hot", "holds hot drinks"], ["vacuum flask", "flask"], held_out=True),
     _c("salt shaker", "kitchenware", "cylinder", (0.07, 0.11), (0.5, 0.5, 1.0), "white silver", "glass metal",
-       ["decorates"], ["shaker"]),
+       ["seasons food"], ["shaker"]),
     _c("tray", "kitchenware", "box", (0.35, 0.5), (1.0, 0.7, 0.05), "brown black silver white", "wood metal plastic",
        ["carries things", "serves food"], ["serving tray"]),
     # --- food ------------------------------------------------------------------------------
@@ -335,7 +337,7 @@ _TABLE: tuple[Category, ...] = (
     _c("rubik's cube", "toy", "box", (0.055, 0.06), (1.0, 1.0, 1.0), "white yellow", "plastic",
        ["can be played with"], ["puzzle cube"], held_out=True),
     _c("traffic cone", "toy", "cone", (0.3, 0.45), (0.6, 0.6, 1.0), "orange", "rubber plastic",
-       ["decorates"], ["cone"]),
+       ["marks hazards"], ["cone"]),
     # --- tools -------------------------------------------------------------------------------
     _c("hammer", "tool", "hammer", (0.28, 0.35), (1.0, 0.35, 0.1), "black red brown", "metal wood",
        ["drives nails"], ["mallet"]),

@@ -119,7 +119,7 @@ TEMPLATES: dict[str, list[Template]] = {
         (P, "the {name} {rel} the {ref}", False),
         (P, "{name} {rel} {ref}", False),
         (S, "Segment the {name} that is {rel} the {ref}.", False),
-        (S, "There is a {ref} in the scene; which {name} is {rel} it?", False),
+        (S, "Find the {ref} first; which {name} is {rel} it?", False),
         (P, "the {name} located {rel} the {ref}", H),
         (S, "Use the {ref} as a landmark and find the {name} {rel} it.", H),
     ]),
@@ -203,10 +203,10 @@ TEMPLATES: dict[str, list[Template]] = {
     "temporal.reappeared": _t("temporal.reappeared", [
         (P, "the object that was hidden for a while", False),
         (P, "the {name} that was briefly blocked", False),
-        (S, "Something was briefly blocked from view by a passing {occluder}; segment it.", False),
+        (S, "Something was briefly blocked from view when the {occluder} passed; segment it.", False),
         (S, "Which object went out of sight and then came back?", False),
         (P, "the thing that went out of sight and came back", H),
-        (S, "A {occluder} passed in front of something; which object was hidden?", H),
+        (S, "The {occluder} passed in front of something; which object was hidden?", H),
     ]),
 }
 
@@ -415,6 +415,10 @@ def _image_candidates(view: _View, split: str, rng: np.random.Generator) -> list
         out.append(_Candidate("none", "affordance.single", {"affordance": a, "mimics": "affordance"}, [], 3,
                               {"clause": clause, "need": need}))
     for cat, objs in by_cat.items():
+        # Like the positive colour queries, only where several instances make colour matter
+        # (so a no-target query cannot be told apart by its form).
+        if len(objs) < 2:
+            continue
         have = {o.color for o in view.objects if o.category == cat}
         missing = [c for c in ONTOLOGY[cat].colors if c not in have]
         if missing:
