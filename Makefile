@@ -39,8 +39,10 @@ help:
 setup:
 	@bash $(ROOT)/scripts/bootstrap.sh
 
+# One colcon build at a time per checkout (several people may share a working tree).
 build: setup
-	@key="$$($(BUILD_KEY_CMD))"; \
+	@mkdir -p $(ROOT)/build && exec 8>$(ROOT)/build/.frs_build.lock && flock 8 && \
+	key="$$($(BUILD_KEY_CMD))"; \
 	if [[ -f "$(BUILD_KEY_FILE)" && "$$(cat "$(BUILD_KEY_FILE)")" == "$$key" ]]; then \
 	    echo "[build] install/ is up to date"; exit 0; fi; \
 	$(ENV) && start=$$SECONDS && \
