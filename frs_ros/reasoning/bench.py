@@ -89,7 +89,7 @@ def oracle_benchmark(n_images: int = 200, n_episodes: int = 20, split: str = "va
     }
 
 
-def timing_benchmark(threads: int = 2, n_objects: int = 24, decode_steps: int = 8, dtype: str = "float32") -> dict:
+def timing_benchmark(threads: int = 2, n_objects: int = 10, decode_steps: int = 8, dtype: str = "float32") -> dict:
     """Prompt-processing time of a real-size Qwen3-0.6B (random weights) with and without reuse."""
     import torch
     from transformers import Qwen3ForCausalLM
@@ -163,7 +163,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     o.add_argument("--verbose", action="store_true")
     t = sub.add_parser("timing")
     t.add_argument("--threads", type=int, default=2)
-    t.add_argument("--objects", type=int, default=24)
+    t.add_argument("--objects", type=int, default=10)
     t.add_argument("--dtype", default="float32")
     a = ap.parse_args(argv)
     if a.what == "oracle":
