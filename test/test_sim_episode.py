@@ -90,6 +90,7 @@ def test_temporal_queries_match_events(episodes):
                 continue
             event = q.spec["event"]
             seen.add(event)
+            assert 0 <= q.spec["event_frame"] <= q.frame_index
             (tid,) = q.target_ids
             if event == "moved":
                 assert tid in {e["instance_id"] for e in by_type["moved"]}

@@ -268,15 +268,16 @@ def draw_query_tile(rgb: np.ndarray, mask: Optional[np.ndarray], title: str, tex
     else:
         img = rgb
     w = img.shape[1]
-    lines = [title] + textwrap.wrap(text, width=max(20, w // 9))
+    head = textwrap.wrap(title, width=max(20, w // 7))
+    body = textwrap.wrap(text, width=max(20, w // 8))
+    lines = [(t, (0, 0, 160), 0.38) for t in head] + [(t, (0, 0, 0), 0.45) for t in body]
     strip = np.full((16 * len(lines) + 8, w, 3), 255, dtype=np.uint8)
-    for i, line in enumerate(lines):
-        color = (0, 0, 160) if i == 0 else (0, 0, 0)
-        cv2.putText(strip, line, (6, 16 + 16 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA)
+    for i, (line, color, size) in enumerate(lines):
+        cv2.putText(strip, line, (5, 16 + 16 * i), cv2.FONT_HERSHEY_SIMPLEX, size, color, 1, cv2.LINE_AA)
     return np.concatenate([img, strip], axis=0)
 
 
-def _tiles_from_dir(root: Path, n: int) -> list[np.ndarray]:
+def _tiles_from_dir(root: Path, n: int, scale: int = 2) -> list[np.ndarray]:
     from frs_ros.data import load_reasonseg, load_revos
 
     manifest_path = root / MANIFEST_NAME
@@ -301,7 +302,8 @@ def _tiles_from_dir(root: Path, n: int) -> list[np.ndarray]:
                 masks = v.expression_masks(e)
                 if e.meta.kind == "temporal":
                     # Film strip: first frame, middle frame, answer frame (GT tinted in each).
-                    ks = [0, len(v.frames) // 2, f]
+                    mid = e.meta.spec.get("event_frame")
+                    ks = [0, len(v.frames) // 2 if mid is None else int(mid), f]
                     rgb = np.concatenate([_tint(v.frames[k], masks[k]) for k in ks], axis=1)
                     items.append((f"{v.name} frames {ks}", rgb, None, e))
                 else:
@@ -319,7 +321,7 @@ def _tiles_from_dir(root: Path, n: int) -> list[np.ndarray]:
         used_samples.add(name)
         tgt = "no target" if not meta.target_ids else f"ids {meta.target_ids}"
         title = f"{name} | {meta.kind} d{meta.difficulty} {meta.template_id} | {tgt}"
-        tiles.append(draw_query_tile(rgb, mask, title, text))
+        tiles.append(draw_query_tile(rgb, mask, title, text, scale=scale))
     return tiles
 
 
@@ -334,13 +336,13 @@ def tile_grid(tiles: list[np.ndarray], cols: int = 2) -> np.ndarray:
 
 
 def cmd_visualise(args: argparse.Namespace) -> int:
-    tiles = _tiles_from_dir(Path(args.dir), args.n)
+    tiles = _tiles_from_dir(Path(args.dir), args.n, args.scale)
     if not tiles:
         raise SimDatasetError(f"{args.dir} holds no queries to draw")
     grid = tile_grid(tiles, args.cols)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(out), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
     print(f"wrote {len(tiles)} tiles to {out}")
     return 0
 
@@ -390,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", required=True, help="PNG path")
     v.add_argument("--n", type=int, default=8)
     v.add_argument("--cols", type=int, default=2)
+    v.add_argument("--scale", type=int, default=2, help="upscaling of single images (1 keeps files small)")
     v.set_defaults(func=cmd_visualise)
     b = sub.add_parser("bench", help="measure rendering / generation speed (single process)")
     b.add_argument("--n", type=int, default=60, help="frames per stage")

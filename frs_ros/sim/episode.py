@@ -254,7 +254,8 @@ def _add_occlusion(scene: Scene, rng: np.random.Generator, config: SimConfig, bu
             ray_u = poses[0][2]
             occ.yaw = float(np.arctan2(ray_u[1], ray_u[0]))  # broad side towards the camera
             perp = np.array([-ray_u[1], ray_u[0]])
-            half_len = d * tan_half + 0.5 * max(occ.dims_m) + 0.1
+            # Beyond the image border at both ends (the target may sit off the optical axis).
+            half_len = 2.0 * d * tan_half + max(occ.dims_m) + 0.1
             sign = 1 if rng.random() < 0.5 else -1
             p_first, p_last = poses[0][1], poses[-1][1]
             a = p_first.copy()

@@ -434,6 +434,20 @@ def _overlap_u(a, b) -> float:
     return max(inter, 0) / max(min(a[2] - a[0], b[2] - b[0]), 1)
 
 
+def _ev_frame(events: list[dict], etype: str, iid: int) -> Optional[int]:
+    """A representative frame of an object's event: mid-slide ('moved'), first frame
+    present ('added'), first frame absent ('removed'), mid-hiding ('occluded')."""
+    for ev in events:
+        if ev["type"] == etype and ev["instance_id"] == iid:
+            if etype == "moved":
+                return (int(ev["start"]) + int(ev["end"])) // 2
+            if etype == "occluded":
+                hidden = ev["hidden_frames"] or [ev["start"]]
+                return int(hidden[len(hidden) // 2])
+            return int(ev["frame"])
+    return None
+
+
 def _temporal_candidates(frames: list[Frame], f: int, events: list[dict], view: _View,
                          min_px: int) -> list[_Candidate]:
     """Temporal specs asked at frame ``f`` (uses every frame up to ``f``)."""
@@ -451,19 +465,20 @@ def _temporal_candidates(frames: list[Frame], f: int, events: list[dict], view: 
                 moved.append((d, o))
     if len(moved) == 1 and moved[0][1].instance_id in clear_ids:
         o = moved[0][1]
-        out.append(_Candidate("temporal", "temporal.moved", {"event": "moved"}, [o.instance_id], 3,
+        out.append(_Candidate("temporal", "temporal.moved", {"event": "moved", "event_frame": _ev_frame(events, "moved", o.instance_id)}, [o.instance_id], 3,
                               _slots_for(o.category)))
     if len(moved) >= 2:
         moved.sort(key=lambda x: x[0])
         d1, top = moved[-1]
         if d1 >= MOVE_RATIO * moved[-2][0] and top.instance_id in clear_ids:
-            out.append(_Candidate("temporal", "temporal.moved_most", {"event": "moved_most"}, [top.instance_id], 3,
+            out.append(_Candidate("temporal", "temporal.moved_most", {"event": "moved_most", "event_frame": _ev_frame(events, "moved", top.instance_id)},
+                                  [top.instance_id], 3,
                                   _slots_for(top.category)))
 
     appeared = [o for iid, o in gf.objects.items() if iid not in g0.objects and o.extras["role"] == "object"]
     if len(appeared) == 1 and appeared[0].instance_id in clear_ids:
         o = appeared[0]
-        out.append(_Candidate("temporal", "temporal.appeared", {"event": "appeared"}, [o.instance_id], 3,
+        out.append(_Candidate("temporal", "temporal.appeared", {"event": "appeared", "event_frame": _ev_frame(events, "added", o.instance_id)}, [o.instance_id], 3,
                               _slots_for(o.category)))
 
     gone = [o for iid, o in g0.objects.items() if iid not in gf.objects and o.extras["role"] == "object"]
@@ -473,7 +488,8 @@ def _temporal_candidates(frames: list[Frame], f: int, events: list[dict], view: 
         seen = [k for k in range(until) if frames[k].gt.objects[o.instance_id].visible_px >= min_px]
         if seen:
             out.append(_Candidate("temporal", "temporal.disappeared",
-                                  {"event": "disappeared", "eval_frames": seen}, [o.instance_id], 3,
+                                  {"event": "disappeared", "eval_frames": seen,
+                                   "event_frame": _ev_frame(events, "removed", o.instance_id)}, [o.instance_id], 3,
                                   _slots_for(o.category)))
 
     for ev in events:
@@ -488,7 +504,8 @@ def _temporal_candidates(frames: list[Frame], f: int, events: list[dict], view: 
             occ = frames[ev["start"]].gt.objects.get(ev["occluder_id"])
             occ_name = occ.category if occ is not None else "object"
             out.append(_Candidate("temporal", "temporal.reappeared",
-                                  {"event": "reappeared", "occluder_id": ev["occluder_id"]}, [o.instance_id], 3,
+                                  {"event": "reappeared", "occluder_id": ev["occluder_id"],
+                                   "event_frame": _ev_frame(events, "occluded", o.instance_id)}, [o.instance_id], 3,
                                   {**_slots_for(o.category), "occluder": occ_name}))
     # A target that is only faint now makes the query unfair.
     return [c for c in out if not (set(c.targets) & faint_ids) or c.spec.get("event") == "disappeared"]
