@@ -66,5 +66,16 @@ def test_models_that_cannot_load_are_error_states_not_crashes(ros_context):
         assert node.health.state == "error" and "reasoner.model" in node.health.error
         twin = g.nodes["digital_twin_node"]
         assert twin.health.state == "error" and "twin.*" in twin.health.error
+        # lifecycle: both are back in 'unconfigured'; fix the parameters and configure again
+        from rclpy.lifecycle import TransitionCallbackReturn
+        from rclpy.parameter import Parameter
+
+        for n, fix in ((twin, Parameter("twin.segmenter", value="sim")),
+                       (node, Parameter("reasoner.backend", value="oracle"))):
+            assert n._state_machine.current_state[1] == "unconfigured"  # noqa: SLF001
+            assert n.set_parameters([fix])[0].successful
+            assert n.trigger_configure() == TransitionCallbackReturn.SUCCESS
+            assert n.trigger_activate() == TransitionCallbackReturn.SUCCESS
+            assert n.health.state == "ok" and n._state_machine.current_state[1] == "active"  # noqa: SLF001
     finally:
         g.shutdown()

@@ -245,6 +245,20 @@ def test_tracking_continues_after_the_answer_until_stopped(graph):
     assert len(cli.targets) == n  # nothing more after the stop
 
 
+def test_goals_while_inactive_end_error_then_work_after_activate(graph):
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    cli, cam, node = graph.extra["client"], graph.nodes["sim_camera_node"], graph.nodes["reasoner_node"]
+    q = next(q for q in cam.sample.queries if q.target_ids)
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    try:
+        r = cli.result(cli.send(q.text)).result
+        assert r.status == "error" and "not active" in r.error
+    finally:
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert cli.result(cli.send(q.text)).result.status == "ok"
+
+
 def test_ingest_survives_malformed_messages(ros_context):
     import rclpy
     from rclpy.executors import SingleThreadedExecutor

@@ -11,8 +11,10 @@ process the ``TwinBuffer`` the reasoner reads (twin + frame + tracker, for tools
 Simulated scenes: the ``sim`` backends read the simulator's ground truth, given in one process
 by the shared ``StampStore``, else rebuilt from ``frs/sim/instance_ids`` + ``frs/sim/objects``.
 
-A model that cannot load (no weights on this machine, bad path) puts the node in the ``error``
-state: the reason is logged once with what to do and kept on ``~/status``; the node stays up.
+A lifecycle node: ``autostart`` (default) configures and activates it at start. A model that cannot
+load (no weights on this machine, bad path) makes ``on_configure`` return ERROR: the node goes back
+to unconfigured, the reason is logged once with what to do and kept on ``~/status`` (state
+``error``); the node stays up — fix the parameters and ``ros2 lifecycle set`` it to configure again.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ import time
 from typing import Any, Optional
 
 import numpy as np
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 from visualization_msgs.msg import MarkerArray
 
 from frs_ros.nodes import common, conversions as cv
-from frs_ros.nodes.params import DigitalTwinParams, declare_node_params
+from frs_ros.nodes.params import DigitalTwinParams, declare_node_params, read_node_params
 from frs_ros.nodes.geometry import transform_matrix
 from frs_ros.nodes.inputs import FrameTopics, SimGroundTruthTopics
 from frs_ros.nodes.sync import FrameBuffer, StampStore, TwinBuffer, TwinSnapshot
@@ -36,8 +38,10 @@ from frs_ros.nodes.sync import FrameBuffer, StampStore, TwinBuffer, TwinSnapshot
 GT_WAIT_S = 0.3
 
 
-class DigitalTwinNode(Node):
-    """Frames in, digital twin out."""
+class DigitalTwinNode(LifecycleNode):
+    """Frames in, digital twin out. A lifecycle node (yolo_ros style): the models load in
+    ``on_configure`` (a failure returns ERROR and the node goes back to unconfigured, with the
+    reason on ``~/status``), the worker runs while active, ``on_cleanup`` frees the models."""
 
     NAME = "digital_twin_node"
 
@@ -47,25 +51,30 @@ class DigitalTwinNode(Node):
         super().__init__(self.NAME, **common.node_kwargs(parameter_overrides, context, namespace))
         self.params = p = DigitalTwinParams.from_values(declare_node_params(self, self.NAME))
         self.health = common.NodeHealth(self)
+        self.health.state = "unconfigured"
         self.twin_buffer = twin_buffer
         self.tracker = None
         self.twins = 0
         self.update_s = float("nan")  # wall time of the last Tracker.update [s]
+        self._stop: Optional[threading.Event] = None
+        self._worker: Optional[threading.Thread] = None
         self._pub_twin = self.create_publisher(common_twin_msg(), common.TWIN, common.RELIABLE_QOS)
         self._pub_ids = self.create_publisher(Image, common.TWIN_INSTANCE_IDS, common.RELIABLE_QOS)
         self._pub_markers = self.create_publisher(MarkerArray, common.TWIN_MARKERS, common.RELIABLE_QOS)
 
         # --- input frames: shared buffer (one process) or the republished frs/frame/* topics
         self.frame_buffer = frame_buffer if frame_buffer is not None else FrameBuffer()
+        self._shared_frames = frame_buffer is not None
         if frame_buffer is None:
             self._frame_topics = FrameTopics(self, self.health, self.frame_buffer.put)
 
-        # --- simulator ground truth (only the sim backends read it)
-        self.needs_gt = p.twin.segmenter == "sim" or p.twin.labeler == "sim"
+        # --- simulator ground truth (only the sim backends read it): shared, or from frs/sim/*
         self.ground_truth = ground_truth
-        if self.needs_gt and ground_truth is None:
+        self._shared_gt = ground_truth is not None
+        if ground_truth is None:
             self.ground_truth = StampStore(capacity=64)
             self._gt_topics = SimGroundTruthTopics(self, self.health, self.ground_truth)
+        self.needs_gt = False
 
         # --- camera pose from tf2 (optional)
         self._tf_buffer = None
@@ -78,38 +87,82 @@ class DigitalTwinNode(Node):
             except ImportError:
                 self.get_logger().warning(f"world_frame '{p.world_frame}' is set but tf2_ros is not installed: the "
                                           "camera motion is estimated from static objects (twin.ego_motion)")
+        if p.autostart and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
 
-        # --- the model(s): a failure is an error state, not a crash
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.params = p = DigitalTwinParams.from_values(read_node_params(self, self.NAME))
+        except ValueError as exc:
+            self.health.set_state("error", f"invalid parameters: {exc}")
+            return TransitionCallbackReturn.ERROR
         try:
             from frs_ros.twin.tracker import Tracker
 
             self.tracker = Tracker(p.twin)
         except Exception as exc:  # noqa: BLE001 - ModelLoadError and anything a backend raises
-            self.health.set_state("error", f"the digital twin could not start: {exc}. Fix the twin.* parameters "
-                                           f"(segmenter={p.twin.segmenter}, labeler={p.twin.labeler}, depth={p.twin.depth}) "
-                                           "and restart the node; until then no twin is published.")
-            return
+            self.health.set_state(
+                "error", f"the digital twin could not load its models: {exc}. Fix the twin.* parameters "
+                         f"(segmenter={p.twin.segmenter}, labeler={p.twin.labeler}, depth={p.twin.depth}), then "
+                         f"`ros2 lifecycle set {self.get_fully_qualified_name()} configure` (or restart the node); "
+                         "until then no twin is published.")
+            return TransitionCallbackReturn.ERROR
+        self.needs_gt = p.twin.segmenter == "sim" or p.twin.labeler == "sim"
+        self.health.set_state("inactive")
+        self.get_logger().info(
+            f"digital twin configured: segmenter={p.twin.segmenter}, labeler={p.twin.labeler}, depth={p.twin.depth}; input "
+            f"{'shared FrameBuffer' if self._shared_frames else 'frs/frame/* topics'}"
+            f"{'; ground truth ' + ('shared' if self._shared_gt else 'from frs/sim/*') if self.needs_gt else ''}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._run, name="frs_twin_worker", daemon=True)
+        self._worker = threading.Thread(target=self._run, args=(self._stop,), name="frs_twin_worker", daemon=True)
         self._worker.start()
         self.health.set_state("ok")
-        self.get_logger().info(
-            f"digital twin: segmenter={p.twin.segmenter}, labeler={p.twin.labeler}, depth={p.twin.depth}; input "
-            f"{'shared FrameBuffer' if frame_buffer is not None else 'frs/frame/* topics'}"
-            f"{'; ground truth ' + ('shared' if ground_truth is not None else 'from frs/sim/*') if self.needs_gt else ''}")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_worker()
+        self.health.set_state("inactive")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.tracker = None  # frees the models
+        self.health.set_state("unconfigured")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_worker()
+        self.tracker = None
+        self.health.set_state("finalized")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_worker()
+        self.tracker = None
+        return TransitionCallbackReturn.SUCCESS  # back to unconfigured: fix the parameters and configure again
+
+    def _stop_worker(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+        if self._worker is not None:
+            self._worker.join(timeout=5.0)
+        self._stop = self._worker = None
 
     # ------------------------------------------------------------------ the worker
-    def _run(self) -> None:
-        seen = 0
+    def _run(self, stop: threading.Event) -> None:
+        seen, _ = self.frame_buffer.latest()  # only frames that arrive while active
         min_period = 1.0 / self.params.max_rate_hz if self.params.max_rate_hz > 0 else 0.0
         last = 0.0
-        while not self._stop.is_set():
+        while not stop.is_set():
             seen, frame = self.frame_buffer.wait_newer(seen, timeout_s=0.5)
             if frame is None:
                 continue
             wait = min_period - (time.monotonic() - last)
             if wait > 0:
-                if self._stop.wait(wait):
+                if stop.wait(wait):
                     break
                 seen, frame = self.frame_buffer.latest()  # the newest after the pause
             last = time.monotonic()
@@ -128,7 +181,7 @@ class DigitalTwinNode(Node):
                 frame.gt = item[1]
                 frame.extras.update(item[2] if len(item) > 2 else {})
                 return
-            if time.monotonic() >= deadline or self._stop.is_set():
+            if time.monotonic() >= deadline or self._stop is None or self._stop.is_set():
                 return
             time.sleep(0.01)
 
@@ -166,10 +219,8 @@ class DigitalTwinNode(Node):
         return twin
 
     def destroy_node(self) -> None:
-        if getattr(self, "_stop", None) is not None:
-            self._stop.set()
-            self.frame_buffer.close()
-            self._worker.join(timeout=5.0)
+        self._stop_worker()
+        self.frame_buffer.close()
         super().destroy_node()
 
 

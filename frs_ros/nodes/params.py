@@ -99,7 +99,12 @@ _INGEST = [
     ParamSpec("stall_warn_s", 5.0, "warn (throttled) when no synchronised frame came for this long [s]", read_only=False, range=(0.5, 3600.0)),
 ]
 
+_AUTOSTART = ParamSpec(
+    "autostart", True, "lifecycle node: configure and activate at start (false: wait for "
+    "`ros2 lifecycle set <node> configure` then `activate`)")
+
 _TWIN_NODE = [
+    _AUTOSTART,
     ParamSpec("max_rate_hz", 0.0, "twin update rate cap [Hz]; 0 = as fast as frames come (stale frames are skipped)",
               read_only=False, range=(0.0, 120.0)),
     ParamSpec("instance_ids_encoding", "32SC1", "encoding of /frs/twin/instance_ids", choices=("32SC1", "mono16")),
@@ -110,6 +115,7 @@ _TWIN_NODE = [
 ]
 
 _REASONER_NODE = [
+    _AUTOSTART,
     ParamSpec("goal_policy", "preempt",
               "a goal arriving while another runs: preempt (the running goal ends 'cancelled') or reject (the new goal is refused)",
               choices=("preempt", "reject")),
@@ -241,7 +247,9 @@ def _core_specs(prefix: str, cls: type, docs: Mapping[str, str]) -> list[ParamSp
             default = list(default)
         name = f"{prefix}.{f.name}"
         doc = docs.get(f.name) or _doc_of(cls, f.name) or f"{cls.__name__}.{f.name} (see {cls.__module__})"
-        specs.append(ParamSpec(name, default, doc, read_only=True, range=_RANGES.get(name), choices=_CHOICES.get(name, ())))
+        # not read-only: the lifecycle nodes read them again at each configure (models reload then)
+        specs.append(ParamSpec(name, default, doc + " (applied at the next configure)", read_only=False,
+                               range=_RANGES.get(name), choices=_CHOICES.get(name, ())))
     return specs
 
 
@@ -398,6 +406,7 @@ class CameraIngestParams:
 
 @dataclass(frozen=True)
 class DigitalTwinParams:
+    autostart: bool
     max_rate_hz: float
     instance_ids_encoding: str
     publish_markers: bool
@@ -415,6 +424,7 @@ class DigitalTwinParams:
 
 @dataclass(frozen=True)
 class ReasonerParams:
+    autostart: bool
     goal_policy: str
     default_timeout_s: float
     twin_wait_s: float
@@ -448,7 +458,7 @@ def declare_node_params(node: Any, node_name: str) -> dict[str, Any]:
     Floats are declared with dynamic typing so that a YAML ``1`` for a ``1.0`` knob is accepted
     (and converted) instead of killing the node; everything else is strictly typed.
     """
-    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+    from rcl_interfaces.msg import IntegerRange, ParameterDescriptor, ParameterType
     from rclpy.parameter import Parameter
 
     type_of = {
@@ -476,13 +486,28 @@ def declare_node_params(node: Any, node_name: str) -> dict[str, Any]:
             if kind == "int" and spec.range is not None:
                 desc.integer_range = [IntegerRange(from_value=int(spec.range[0]), to_value=int(spec.range[1]), step=0)]
         default = list(spec.default) if isinstance(spec.default, (list, tuple)) else spec.default
-        if kind == "str_array" and not default:
-            value = node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, desc).value
+        if kind in ("str_array", "int_array") and not default:
+            # an empty list would be typed BYTE_ARRAY: declare the type without a value
+            ptype = Parameter.Type.STRING_ARRAY if kind == "str_array" else Parameter.Type.INTEGER_ARRAY
+            value = node.declare_parameter(spec.name, ptype, desc).value
             raw[spec.name] = [] if value is None else list(value)
         else:
             raw[spec.name] = node.declare_parameter(spec.name, default, desc).value
         if isinstance(raw[spec.name], (tuple, list)) or type(raw[spec.name]).__name__ == "array":
             raw[spec.name] = list(raw[spec.name])
+    return resolve_values(node_name, raw)
+
+
+def read_node_params(node: Any, node_name: str) -> dict[str, Any]:
+    """The current values of ``node_name``'s (already declared) parameters, checked."""
+    raw = {}
+    for spec in NODE_PARAMS[node_name]:
+        try:
+            v = node.get_parameter(spec.name).value
+        except Exception:  # noqa: BLE001 - an uninitialised (statically typed, empty) array
+            v = None
+        raw[spec.name] = list(v) if isinstance(v, (list, tuple)) or type(v).__name__ == "array" else \
+            ([] if v is None and spec.kind.endswith("array") else v)
     return resolve_values(node_name, raw)
 
 

@@ -25,7 +25,7 @@ from typing import Any, Optional
 import numpy as np
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 from std_msgs.msg import Empty
 from visualization_msgs.msg import MarkerArray
@@ -34,7 +34,7 @@ from frs_ros.nodes import common, conversions as cv
 from frs_ros.nodes.geometry import apply_transform
 from frs_ros.nodes.goals import GoalArbiter, TrackingSession, check_goal_query
 from frs_ros.nodes.inputs import FrameTopics, SimGroundTruthTopics
-from frs_ros.nodes.params import ReasonerParams, declare_node_params, resolve_model_path
+from frs_ros.nodes.params import ReasonerParams, declare_node_params, read_node_params, resolve_model_path
 from frs_ros.nodes.sim_wire import QueryBook
 from frs_ros.nodes.sync import StampStore, TwinBuffer, TwinSnapshot
 
@@ -49,8 +49,10 @@ except Exception:  # noqa: BLE001
 FEEDBACK_PERIOD_S = 0.1
 
 
-class ReasonerNode(Node):
-    """ReasonSeg goals in, target masks / depth / 3-D positions out."""
+class ReasonerNode(LifecycleNode):
+    """ReasonSeg goals in, target masks / depth / 3-D positions out. A lifecycle node: the LM loads
+    in ``on_configure`` (a failure returns ERROR, back to unconfigured, the reason on ``~/status``);
+    goals are served while active (otherwise they end ``error`` saying so)."""
 
     NAME = "reasoner_node"
 
@@ -60,10 +62,12 @@ class ReasonerNode(Node):
         super().__init__(self.NAME, **common.node_kwargs(parameter_overrides, context, namespace))
         self.params = p = ReasonerParams.from_values(declare_node_params(self, self.NAME))
         self.health = common.NodeHealth(self)
+        self.health.state = "unconfigured"
         self.arbiter = GoalArbiter(p.goal_policy)
         self.tracking: Optional[TrackingSession] = None
         self._tracking_lock = threading.Lock()
         self.goals = {"ok": 0}
+        self.active = False
         from frs_ros.msg import TargetArray
 
         q = common.RELIABLE_QOS
@@ -86,9 +90,8 @@ class ReasonerNode(Node):
 
             self._frames: StampStore = StampStore(capacity=32)
             self._frame_topics = FrameTopics(self, self.health, lambda f: self._frames.put(f.stamp_ns, f))
-            self._gt = StampStore(capacity=64)
-            if p.reasoner.backend == "oracle":
-                self._gt_topics = SimGroundTruthTopics(self, self.health, self._gt, self.query_book)
+            self._gt = StampStore(capacity=64)  # simulator ground truth + queries, for the oracle
+            self._gt_topics = SimGroundTruthTopics(self, self.health, self._gt, self.query_book)
             self.create_subscription(DigitalTwin, common.TWIN, self.health.guard("twin")(self._twin_cb), q)
 
         # --- tf2 (optional)
@@ -98,24 +101,11 @@ class ReasonerNode(Node):
                 self._tf_buffer = tf2_ros.Buffer()
                 self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
             else:
-                self.get_logger().warn(f"target_frame '{p.target_frame}' is set but tf2_ros is not installed: target "
-                                       "centroids stay in the camera optical frame")
+                self.get_logger().warning(f"target_frame '{p.target_frame}' is set but tf2_ros is not installed: target "
+                                          "centroids stay in the camera optical frame")
 
-        # --- the reasoner: a load failure is an error state, goals then end 'error' with the reason
-        self.engine = engine
-        if self.engine is None:
-            try:
-                from dataclasses import replace
-
-                from frs_ros.reasoning.api import ReasonSegEngine
-
-                cfg = replace(p.reasoner, model=resolve_model_path(p.reasoner.model))
-                self.engine = ReasonSegEngine(cfg)
-            except Exception as exc:  # noqa: BLE001 - ReasonerLoadError and friends
-                self.health.set_state(
-                    "error", f"the reasoner could not load (backend={p.reasoner.backend}, model={p.reasoner.model}): {exc}. "
-                             "Set reasoner.model to a local model directory (or reasoner.backend: oracle on simulated scenes) "
-                             "and restart; goals end with status 'error' until then.")
+        self._given_engine = engine
+        self.engine = None
         self._group = ReentrantCallbackGroup()
         from frs_ros.action import ReasonSeg
 
@@ -123,15 +113,82 @@ class ReasonerNode(Node):
         self._server = ActionServer(self, ReasonSeg, common.REASON_SEG, execute_callback=self._execute_cb,
                                     goal_callback=self._goal_cb, cancel_callback=self._cancel_cb,
                                     callback_group=self._group)
+        self._stop: Optional[threading.Event] = None
+        self._tracker_thread: Optional[threading.Thread] = None
+        if p.autostart and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.params = p = ReasonerParams.from_values(read_node_params(self, self.NAME))
+        except ValueError as exc:
+            self.health.set_state("error", f"invalid parameters: {exc}")
+            return TransitionCallbackReturn.ERROR
+        self.arbiter = GoalArbiter(p.goal_policy)
+        self.engine = self._given_engine
+        if self.engine is None:
+            try:
+                from dataclasses import replace
+
+                from frs_ros.reasoning.api import ReasonSegEngine
+
+                self.engine = ReasonSegEngine(replace(p.reasoner, model=resolve_model_path(p.reasoner.model)))
+            except Exception as exc:  # noqa: BLE001 - ReasonerLoadError and friends
+                self.health.set_state(
+                    "error", f"the reasoner could not load (backend={p.reasoner.backend}, model={p.reasoner.model}): {exc}. "
+                             "Set reasoner.model to a local model directory (or reasoner.backend: oracle on simulated scenes), "
+                             f"then `ros2 lifecycle set {self.get_fully_qualified_name()} configure` (or restart); "
+                             "goals end with status 'error' until then.")
+                return TransitionCallbackReturn.ERROR
+        self.health.set_state("inactive")
+        self.get_logger().info(
+            f"reasoner configured: backend={p.reasoner.backend}"
+            f"{'' if p.reasoner.backend == 'oracle' else ', model=' + resolve_model_path(p.reasoner.model)}; "
+            f"goal policy {p.goal_policy}; action '{self.resolve_action_name()}'")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop = threading.Event()
-        self._tracker_thread = threading.Thread(target=self._tracking_loop, name="frs_target_tracking", daemon=True)
+        self._tracker_thread = threading.Thread(target=self._tracking_loop, args=(self._stop,),
+                                                name="frs_target_tracking", daemon=True)
         self._tracker_thread.start()
-        if self.engine is not None:
-            self.health.set_state("ok")
-            self.get_logger().info(
-                f"reasoner: backend={p.reasoner.backend}"
-                f"{'' if p.reasoner.backend == 'oracle' else ', model=' + resolve_model_path(p.reasoner.model)}; "
-                f"goal policy {p.goal_policy}; action '{self.resolve_action_name()}'")
+        self.active = True
+        self.health.set_state("ok")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._deactivate("the reasoner was deactivated")
+        self.health.set_state("inactive")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.engine = None  # frees the model
+        self.health.set_state("unconfigured")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._deactivate("the reasoner is shutting down")
+        self.engine = None
+        self.health.set_state("finalized")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._deactivate("the reasoner hit an error")
+        self.engine = None
+        return TransitionCallbackReturn.SUCCESS  # back to unconfigured: fix the parameters and configure again
+
+    def _deactivate(self, reason: str) -> None:
+        self.active = False
+        running = self.arbiter.active
+        if running is not None:
+            running.cancel.set()
+        self.stop_tracking(reason)
+        if self._stop is not None:
+            self._stop.set()
+        if self._tracker_thread is not None:
+            self._tracker_thread.join(timeout=5.0)
+        self._stop = self._tracker_thread = None
 
     def resolve_action_name(self) -> str:
         ns = self.get_namespace().rstrip("/")
@@ -207,8 +264,12 @@ class ReasonerNode(Node):
             query = check_goal_query(goal.query, p.reasoner.max_query_chars)
         except ValueError as exc:
             return finish("rejected", str(exc))
-        if self.engine is None:
-            return finish("error", self.health.error)
+        engine = self.engine
+        if engine is None or not self.active:
+            why = self.health.error if self.health.state == "error" else (
+                f"{self.get_fully_qualified_name()} is {self.health.state}, not active: "
+                f"`ros2 lifecycle set {self.get_fully_qualified_name()} activate` (configure first if unconfigured)")
+            return finish("error", why)
         active, why = self.arbiter.admit(gid)
         if active is None:
             return finish("rejected", why)
@@ -258,7 +319,7 @@ class ReasonerNode(Node):
                 tracker, frame = snap.tracker, snap.frame
                 tools = lambda call: run_tool(call, tracker, frame)  # noqa: E731
             try:
-                answer = self.engine.answer(query, snap.twin, snap.frame, max_targets=int(goal.max_targets),
+                answer = engine.answer(query, snap.twin, snap.frame, max_targets=int(goal.max_targets),
                                             cancel=active.cancel, on_feedback=on_feedback,
                                             sim_query=self.query_book.get(query), tool_executor=tools)
             finally:
@@ -328,11 +389,11 @@ class ReasonerNode(Node):
                 self.get_logger().info(f"stopped tracking {self.tracking.track_ids} ('{self.tracking.query[:40]}'): {reason}")
                 self.tracking = None
 
-    def _tracking_loop(self) -> None:
+    def _tracking_loop(self, stop: threading.Event) -> None:
         seen, _ = self.twin_buffer.latest()
         from frs_ros.reasoning.api import target_from_object
 
-        while not self._stop.is_set():
+        while not stop.is_set():
             seen, snap = self.twin_buffer.wait_newer(seen, timeout_s=0.5)
             if snap is None:
                 continue
@@ -358,10 +419,8 @@ class ReasonerNode(Node):
                 self.health.problem(f"tracking:{type(exc).__name__}", f"tracking failed on a frame: {exc}")
 
     def destroy_node(self) -> None:
-        if getattr(self, "_stop", None) is not None:
-            self._stop.set()
-            self.twin_buffer.close()
-            self._tracker_thread.join(timeout=5.0)
+        self._deactivate("the node is shutting down")
+        self.twin_buffer.close()
         if getattr(self, "_server", None) is not None:
             self._server.destroy()
         super().destroy_node()
