@@ -90,3 +90,32 @@ def test_two_step_sft_tiny_qwen3(tmp_path):
             assert torch.equal(v, model.state_dict()[k])
     log = json.loads((tmp_path / "sft" / "training_log.json").read_text())
     assert log[-1]["step"] == 2
+
+
+def test_scored_positions_loss_equals_full_loss():
+    from frs_ros.training.sft import collate, scored_positions_loss
+
+    tok = _tok()
+    model = build_nano_student(TINY, tok, seed=3)
+    b = collate([encode_example(tok, r) for r in RECORDS], tok.pad_token_id)
+    full, n1 = masked_token_loss(model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"])
+    fast, n2 = scored_positions_loss(model, b["input_ids"], b["attention_mask"], b["labels"])
+    assert n1 == n2 and abs(full.item() - fast.item()) < 1e-5
+
+
+def test_shared_prefix_loss_equals_full_loss_and_grads():
+    from frs_ros.reasoning.prompt import encode_prompt
+    from frs_ros.training.sft import collate, scored_positions_loss, shared_prefix_loss
+
+    tok = _tok()
+    model = build_nano_student(TINY, tok, seed=4)
+    b = collate([encode_example(tok, r) for r in RECORDS], tok.pad_token_id)
+    p = encode_prompt(tok, prompt_of(RECORDS[0])).boundaries[0]
+    a, n1 = scored_positions_loss(model, b["input_ids"], b["attention_mask"], b["labels"])
+    a.backward()
+    g1 = [x.grad.clone() for x in model.parameters()]
+    model.zero_grad()
+    c, n2 = shared_prefix_loss(model, b["input_ids"], b["attention_mask"], b["labels"], p)
+    c.backward()
+    assert n1 == n2 and abs(a.item() - c.item()) < 1e-5
+    assert all(torch.allclose(x, y.grad, atol=1e-5) for x, y in zip(g1, model.parameters()))

@@ -21,6 +21,7 @@ frame and twin for tools (:func:`rebuild_context`). Statistics of what was kept 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ class QueryContext:
     id_masks: track id -> visible mask ``(H, W)`` bool of the twin at that frame.
     gt_mask: ``(H, W)`` bool union of the target instances' visible masks (empty = "none").
     video: for episodes, per frame ``(track id -> mask RLE, gt mask RLE)`` (for J&F), else None.
+    history: ``(twin, frame)`` of every frame up to the query's (shared by the queries of an
+        episode) when built with ``keep_history``; a teacher with ``observe`` sees them all.
     """
 
     sample: str
@@ -58,6 +61,7 @@ class QueryContext:
     id_masks: dict[int, np.ndarray]
     gt_mask: np.ndarray
     video: Optional[list[tuple[dict[int, RLE], RLE]]] = None
+    history: Optional[list[tuple[Any, Any]]] = None
 
     @property
     def id(self) -> str:
@@ -102,7 +106,8 @@ def _twin_config(twin_backend: str):
 
 
 def contexts_of_sample(
-    sample: str, seed: int, split: str, n_frames: int = 30, twin_backend: str = "sim", with_video: bool = False
+    sample: str, seed: int, split: str, n_frames: int = 30, twin_backend: str = "sim", with_video: bool = False,
+    keep_history: bool = False,
 ) -> list[QueryContext]:
     """All queries of one sim sample as :class:`QueryContext` (the tracker runs once over its frames)."""
     from frs_ros.twin import Tracker, twin_to_text
@@ -116,8 +121,11 @@ def contexts_of_sample(
     want = {len(frames) - 1 if q.frame_index < 0 else int(q.frame_index) for q in queries}
     snapshots: dict[int, Any] = {}
     per_frame: list[dict[int, RLE]] = []
+    history: list[tuple[Any, Any]] = []
     for k, frame in enumerate(frames):
         twin = tracker.update(frame)
+        if keep_history:
+            history.append((twin, frame))
         if k in want:
             snapshots[k] = twin
         if with_video:
@@ -136,7 +144,7 @@ def contexts_of_sample(
             QueryContext(
                 sample=sample, seed=seed, split=split, query_index=qi, frame_index=k, query=q, frame=frame,
                 twin=twin, twin_text=twin_to_text(twin), backends=tracker.backends, id_masks=id_masks,
-                gt_mask=gt, video=video,
+                gt_mask=gt, video=video, history=history[: k + 1] if keep_history else None,
             )
         )
     return out
@@ -144,14 +152,15 @@ def contexts_of_sample(
 
 def iter_contexts(
     split: str, n_images: int, n_episodes: int, seed0: int = 0, n_frames: int = 30, twin_backend: str = "sim",
-    with_video: bool = False, shard: tuple[int, int] = (0, 1),
+    with_video: bool = False, shard: tuple[int, int] = (0, 1), keep_history: bool = True,
 ) -> Iterator[QueryContext]:
     """Contexts of ``n_images`` images then ``n_episodes`` episodes; ``shard=(i, n)`` keeps every n-th sample."""
     jobs = [("image", i) for i in range(n_images)] + [("episode", i) for i in range(n_episodes)]
     for j, (sample, i) in enumerate(jobs):
         if j % shard[1] != shard[0]:
             continue
-        yield from contexts_of_sample(sample, sample_seed(sample, seed0, i), split, n_frames, twin_backend, with_video)
+        yield from contexts_of_sample(sample, sample_seed(sample, seed0, i), split, n_frames, twin_backend, with_video,
+                                      keep_history)
 
 
 def rebuild_context(record: dict, n_frames: int = 30, twin_backend: str = "sim") -> QueryContext:
@@ -186,9 +195,43 @@ def judge_chain(ctx: QueryContext, output: Any, iou_keep: float) -> tuple[Option
     return None, iou
 
 
-def make_record(ctx: QueryContext, output: Any, iou: float) -> dict:
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def causal_reason(reason: str, has_tools: bool) -> str:
+    """The teacher's reasoning without conclusions it could not have drawn yet.
+
+    The grammar has no reasoning after ``<results>``, so a chain that calls tools must not
+    state, inside ``<reason>``, what only the tool results reveal (the oracle writes e.g.
+    "...; check their colours. The blue one is #5." before ``describe``). With tools, the last
+    sentence of such a reason is that conclusion and is dropped; the answer after the results
+    still names the target. Without tools the reason is unchanged.
+    """
+    if not has_tools:
+        return reason
+    sentences = [x for x in _SENTENCE_END.split(reason.strip()) if x]
+    if len(sentences) < 2:
+        return reason
+    return " ".join(sentences[:-1])
+
+
+def clean_rollout(output: Any) -> tuple[str, str]:
+    """``(rollout text, reason)`` with :func:`causal_reason` applied (re-rendered canonically)."""
+    from dataclasses import replace as dc_replace
+
+    from frs_ros.reasoning.rollout import render_rollout
+
+    r = output.rollout
+    reason = causal_reason(r.reason, bool(r.plans))
+    if reason == r.reason:
+        return output.text, r.reason
+    return render_rollout(dc_replace(r, reason=reason)), reason
+
+
+def make_record(ctx: QueryContext, output: Any, iou: float, clean: bool = True) -> dict:
     q = ctx.query
     r = output.rollout
+    text, reason = clean_rollout(output) if clean else (output.text, r.reason)
     return {
         "id": ctx.id,
         "split": ctx.split,
@@ -203,8 +246,9 @@ def make_record(ctx: QueryContext, output: Any, iou: float) -> dict:
         "template_id": q.template_id,
         "target_sim_ids": [int(i) for i in q.target_ids],
         "twin_text": ctx.twin_text,
-        "rollout": output.text,
-        "reason": r.reason,
+        "rollout": text,
+        "reason": reason,
+        "teacher_reason_raw": r.reason,
         "answer_ids": [int(i) for i in r.answer_ids],
         "n_tool_rounds": len(r.plans),
         "iou": round(float(iou), 4),
@@ -255,7 +299,16 @@ class ChainStats:
 
 
 def run_teacher(reasoner: Any, ctx: QueryContext, tools: bool = True) -> Any:
-    """One teacher rollout on a context (the ``Reasoner.reason`` protocol, tools live)."""
+    """One rollout on a context (the ``Reasoner.reason`` protocol, tools live).
+
+    A reasoner with ``observe``/``reset`` (the oracle) first sees every frame of the context's
+    history, as it would live, so it can name tracks that are lost at query time.
+    """
+    if ctx.history and hasattr(reasoner, "observe"):
+        if hasattr(reasoner, "reset"):
+            reasoner.reset()
+        for twin, frame in ctx.history:
+            reasoner.observe(twin, frame)
     return reasoner.reason(
         ctx.query.text, ctx.twin, ctx.twin_text, ctx.frame, ctx.tool_executor(tools), sim_query=ctx.query
     )
@@ -286,7 +339,7 @@ def generate_chains(
             reason, iou = judge_chain(ctx, output, cfg.iou_keep)
             stats.add(ctx, reason, len(output.rollout.plans) if output.rollout else 0)
             if reason is None:
-                f.write(json.dumps(make_record(ctx, output, iou)) + "\n")
+                f.write(json.dumps(make_record(ctx, output, iou, cfg.causal_clean)) + "\n")
             if log and stats.seen % 200 == 0:
                 log(f"chains: {stats.seen} seen, {stats.kept} kept, {time.time() - t0:.0f} s")
     stats.wall_s = time.time() - t0

@@ -54,6 +54,7 @@ class ChainsConfig:
     iou_keep: keep a chain only if its answer's mask IoU with the GT is > iou_keep (paper: 0.7).
     reasoner: reasoner config dict passed to ``frs_ros.reasoning.build_reasoner`` (the teacher).
     twin_backend: twin backend for the sim (``sim`` reads the simulator's instance map).
+    causal_clean: drop reasoning conclusions that need tool results (see ``chains.causal_reason``).
     """
 
     split: str = "train"
@@ -64,8 +65,8 @@ class ChainsConfig:
     iou_keep: float = 0.7
     reasoner: dict = field(default_factory=lambda: {"backend": "oracle"})
     twin_backend: str = "sim"
-    out: str = "runs/chains/train.jsonl"
-    workers: int = 1
+    out: str = "out/train/chains/train.jsonl"
+    causal_clean: bool = True
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,8 @@ class SFTConfig:
     model: str = "nano"
     tokenizer: str = ""
     nano: NanoModelConfig = field(default_factory=NanoModelConfig)
-    chains: tuple = ("runs/chains/train.jsonl",)
-    out: str = "runs/sft"
+    chains: tuple = ("out/train/chains/train.jsonl",)
+    out: str = "out/train/sft"
     lora_r: int = 0
     lora_alpha: int = 128
     lora_dropout: float = 0.05
@@ -119,9 +120,9 @@ class GRPOConfig:
     temperature: sampling temperature of the rollouts.
     """
 
-    init: str = "runs/sft/final"
-    chains: tuple = ("runs/chains/train.jsonl",)
-    out: str = "runs/grpo"
+    init: str = "out/train/sft/final"
+    chains: tuple = ("out/train/chains/train.jsonl",)
+    out: str = "out/train/grpo"
     group_size: int = 8
     prompts_per_step: int = 4
     steps: int = 50
@@ -165,7 +166,7 @@ class EvalConfig:
     seed0: int = 900000
     systems: dict = field(default_factory=lambda: {"oracle": {"backend": "oracle"}})
     twin_backend: str = "sim"
-    out: str = "runs/eval/results.json"
+    out: str = "out/train/eval/results.json"
     num_threads: int = 2
     max_queries: int = 0
 

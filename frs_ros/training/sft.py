@@ -128,7 +128,8 @@ def read_chains(paths: Iterable[str], max_examples: int = 0) -> list[dict]:
     for path in paths:
         with open(path) as f:
             for line in f:
-                if line.strip():
+                # a line without its newline is still being written by a running `chains`
+                if line.strip() and line.endswith("\n"):
                     out.append(json.loads(line))
                     if max_examples and len(out) >= max_examples:
                         return out
@@ -147,6 +148,58 @@ def masked_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch
     loss = torch.nn.functional.cross_entropy(
         shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
     )
+    return loss / max(n, 1), n
+
+
+def scored_positions_loss(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                          labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Same value as :func:`masked_token_loss` on the full logits, but the LM head runs only at
+    the positions that predict a scored token (most of a sequence is masked prompt).
+
+    Works for HF causal LMs exposing ``get_decoder()``/``lm_head`` (Qwen3, also under peft);
+    anything else falls back to the full logits.
+    """
+    base = model
+    for attr in ("module", "base_model", "model"):  # DDP / peft wrappers
+        if not hasattr(base, "lm_head") and hasattr(base, attr):
+            base = getattr(base, attr)
+    if not hasattr(base, "lm_head") or not hasattr(base, "get_decoder"):
+        out = model(input_ids=input_ids, attention_mask=attention_mask)
+        return masked_token_loss(out.logits, labels)
+    hidden = base.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, D)
+    target = labels[:, 1:]
+    keep = target != IGNORE_INDEX  # (B, T-1)
+    n = int(keep.sum())
+    h = hidden[:, :-1][keep]  # (N, D)
+    logits = base.lm_head(h).float()  # (N, V)
+    loss = torch.nn.functional.cross_entropy(logits, target[keep], reduction="sum")
+    return loss / max(n, 1), n
+
+
+def shared_prefix_loss(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       labels: torch.Tensor, prefix_len: int) -> tuple[torch.Tensor, int]:
+    """:func:`scored_positions_loss` when every row starts with the same ``prefix_len`` tokens
+    (the prompt's instruction segment, ~1/3 of a nano sequence) and no label falls inside it:
+    the prefix runs once (batch 1), its KV cache is repeated over the batch, and only the rest
+    of each row runs. Same value and gradients as the full forward (tested)."""
+    from transformers import DynamicCache
+
+    base = model.module if hasattr(model, "module") else model
+    if prefix_len < 1 or not hasattr(base, "lm_head") or not hasattr(base, "get_decoder") \
+            or bool((labels[:, : prefix_len + 1] != IGNORE_INDEX).any()) \
+            or not bool((input_ids[:, :prefix_len] == input_ids[:1, :prefix_len]).all()):
+        return scored_positions_loss(model, input_ids, attention_mask, labels)
+    decoder = base.get_decoder()
+    cache = DynamicCache(config=base.config)
+    decoder(input_ids=input_ids[:1, :prefix_len], past_key_values=cache, use_cache=True)
+    cache.batch_repeat_interleave(input_ids.shape[0])
+    hidden = decoder(input_ids=input_ids[:, prefix_len:], attention_mask=attention_mask, past_key_values=cache,
+                     use_cache=True).last_hidden_state  # (B, T - prefix_len, D)
+    target = labels[:, prefix_len + 1:]
+    keep = target != IGNORE_INDEX
+    n = int(keep.sum())
+    logits = base.lm_head(hidden[:, :-1][keep]).float()
+    loss = torch.nn.functional.cross_entropy(logits, target[keep], reduction="sum")
     return loss / max(n, 1), n
 
 
@@ -204,6 +257,10 @@ def train_sft(
     if not examples:
         raise ValueError(f"no SFT examples left (all {dropped} longer than max_len={cfg.max_len})")
     lengths = [len(e["input_ids"]) for e in examples]
+    from frs_ros.reasoning.prompt import encode_prompt
+
+    # the instruction segment every prompt starts with (its KV is computed once per batch)
+    prefix_len = encode_prompt(tokenizer, prompt_of(records[0])).boundaries[0] if records else 0
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     batches_per_epoch = math.ceil(len(examples) / cfg.batch_size)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * batches_per_epoch / cfg.grad_accum))
@@ -229,8 +286,8 @@ def train_sft(
             batch = collate([examples[i] for i in b], pad_id)
             batch = {k: v.to(acc.device) for k, v in batch.items()}
             with acc.accumulate(model):
-                out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-                loss, n_tok = masked_token_loss(out.logits, batch["labels"])
+                loss, n_tok = shared_prefix_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"],
+                                                 prefix_len if acc.num_processes == 1 else 0)
                 acc.backward(loss)
                 if acc.sync_gradients and cfg.grad_clip > 0:
                     acc.clip_grad_norm_(params, cfg.grad_clip)
@@ -259,9 +316,11 @@ def train_sft(
                     on_log(rec)
             if cfg.save_every and step % cfg.save_every == 0 and acc.is_main_process:
                 save_checkpoint(acc.unwrap_model(model), tokenizer, out_dir / f"step_{step}", cfg, step, "sft")
-            if step >= total:
+            if step >= total or (out_dir / "STOP").exists():
                 break
         epoch += 1
+        if (out_dir / "STOP").exists():  # graceful early stop: touch <out>/STOP
+            break
     acc.wait_for_everyone()
     wall = time.time() - t0
     if acc.is_main_process:
