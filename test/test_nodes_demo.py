@@ -33,3 +33,18 @@ def test_demo_runs_and_writes_overlays_and_a_bag(tmp_path, reasoner):
     assert topics["/frs/targets"] == "frs_ros/msg/TargetArray"
     arrays = [m for _, _, _, m in read_messages(tmp_path / "bag", ["/frs/targets"])]
     assert len(arrays) >= len(summary["goals"])
+
+
+def test_demo_with_a_tiny_random_hf_student(tmp_path):
+    """The hf path through the nodes (prefill, decode, KV reuse, feedback), with a tiny random Qwen3:
+    its answers are random, but every goal must finish with a parsed rollout and valid ids."""
+    pytest.importorskip("transformers")
+    from frs_ros.demo import run_demo
+    from frs_ros.reasoning.tiny import save_tiny_model
+
+    model = save_tiny_model(tmp_path / "tiny")
+    summary = run_demo(tmp_path / "out", seed=0, n_frames=10, rate_hz=15.0, width=160, height=120,
+                       reasoner={"reasoner.backend": "hf", "reasoner.model": str(model), "reasoner.max_new_tokens": 64})
+    assert summary["goals"]
+    assert all(g["status"] in ("ok", "error") for g in summary["goals"]), summary["goals"]
+    assert any(g["status"] == "ok" for g in summary["goals"])
