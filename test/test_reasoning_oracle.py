@@ -177,3 +177,11 @@ def test_oracle_needs_ground_truth():
     ev.set()
     q = Query(text="x", kind="attribute", target_ids=[1], spec={"kind": "attribute", "category": "mug"})
     assert eng.answer("x", twin, frame, sim_query=q, cancel=ev).status == "cancelled"
+
+
+def test_oracle_target_missing_from_twin_answers_none_with_warning():
+    twin, frame = _scene()
+    twin.objects = [o for o in twin.objects if o.track_id != 13]  # the tracker has not got the plate yet
+    ans, r, _ = _ask({"kind": "affordance", "affordance": "serves food"}, [3], (twin, frame))
+    assert ans.target_ids == [] and r.answer_ids == [] and "Nothing in the scene fits" in r.reason
+    assert any("do not train" in w for w in ans.warnings)

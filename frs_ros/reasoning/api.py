@@ -157,7 +157,7 @@ class ReasonSegEngine:
         ans = Answer(
             query=query, targets=[], mask=empty, reasoning=out.text, rollout=out.rollout,
             prompt_tokens=out.prompt_tokens, generated_tokens=out.generated_tokens, cached_tokens=out.cached_tokens,
-            status=out.status, error=out.error,
+            status=out.status, error=out.error, warnings=list(out.warnings),
         )
         if out.status == "ok" and out.rollout is not None:
             t = time.perf_counter()

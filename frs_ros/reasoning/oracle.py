@@ -224,6 +224,10 @@ class _Chain:
         kind = self.spec.get("kind", self.q.kind)
         if kind == "none" or not self.q.target_ids:
             return self.solve_none()
+        if not self.targets:
+            # the twin has not (yet) got the target: from what the student sees, nothing fits
+            self.warnings.append("no twin object for any target: answered none (do not train on this chain)")
+            return self.done("Nothing in the scene fits the query.", answer=[])
         fn = getattr(self, f"solve_{kind}", None)
         if fn is None:
             self.warnings.append(f"unknown query kind {kind!r}: answered from ground truth without explanation")

@@ -65,6 +65,8 @@ class Answer:
         ``error`` saying what went wrong in a sentence a user can act on.
     mask: union of target masks ``(H, W)`` bool (all False when the answer is "none").
     timings_s: per-stage wall time [s], e.g. {'serialise':..,'prefill':..,'decode':..,'tools':..}.
+    warnings: recoveries and caveats of the backend (a malformed plan dropped, an oracle target
+        missing from the twin, ...); empty when none.
     """
 
     query: str
@@ -78,6 +80,7 @@ class Answer:
     timings_s: dict = field(default_factory=dict)
     status: str = "ok"
     error: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
