@@ -1,5 +1,3 @@
-import numpy as np
-
 from frs_ros.twin.config import TwinConfig
 from frs_ros.twin.serialize import bpe_counter, count_tokens_proxy, naive_json, token_report, twin_to_text
 from frs_ros.twin.synthetic import Shape2D, make_frame

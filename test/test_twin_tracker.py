@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from frs_ros.twin.backends.base import TwinBackends
-from frs_ros.twin.backends.sim import SimLabeler
 from frs_ros.twin.config import TwinConfig
 from frs_ros.twin.synthetic import Shape2D, make_frame
 from frs_ros.twin.tracker import Tracker
@@ -177,3 +176,17 @@ def test_coverage_drop_triggers_an_early_keyframe():
     assert tr.stats["keyframes"] == 1
     tr.update(_scene(3, with_a=False))  # the mug (~40% of tracked area) leaves
     assert tr.stats["keyframes"] == 2
+
+
+def test_occluder_does_not_inherit_the_hidden_objects_id():
+    tr = Tracker(TwinConfig(keyframe_interval=100, retire_after_s=10))
+    mug = Shape2D(1, "mug", "disc", 15, 20, 10, 10, 1.0, (200, 30, 30))
+    bottle = Shape2D(2, "bottle", "rect", 45, 25, 8, 16, 1.2, (30, 160, 60))
+    box = Shape2D(9, "box", "rect", 15, 20, 20, 20, 0.6, (130, 80, 40))  # in front of the mug
+    out = []
+    for i in range(9):
+        shapes = [mug, bottle] + ([box] if 3 <= i < 6 else [])
+        f = make_frame(shapes, stamp_ns=i * DT, seq=i)
+        out.append((tr.update(f), f))
+    m = _sim_to_track(out)
+    assert all(len(v) == 1 for v in m.values()) and len({next(iter(v)) for v in m.values()}) == 3

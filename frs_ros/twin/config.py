@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 #: Default open vocabulary for OWLv2 on real scenes (household / tabletop objects).
@@ -83,6 +83,7 @@ class TwinConfig:
     seed: int = 0
     assoc_min_iou: float = 0.2
     assoc_max_centroid_m: float = 0.3
+    assoc_max_area_ratio: float = 2.5
     match_iou: float = 0.5
     move_threshold_m: float = 0.05
     ego_motion: bool = True

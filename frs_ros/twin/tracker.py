@@ -245,8 +245,11 @@ class Tracker:
     def _associate(self, cands, frame, depth, source, track_ids):
         """Greedy matching of candidate masks to tracks by mask IoU (last mask) + centroid distance.
 
-        Returns ({track_id: mask}, unmatched masks). A pair is admissible when IoU >=
-        ``assoc_min_iou`` or the 3-D centroids are within ``assoc_max_centroid_m``.
+        Returns ({track_id: mask}, unmatched masks). A pair is admissible when the areas differ
+        by at most ``assoc_max_area_ratio`` and the 3-D centroids are within
+        ``assoc_max_centroid_m`` (IoU >= ``assoc_min_iou`` when a centroid is unknown). Both gates
+        matter at occlusions: the occluder overlaps the lost object's last mask, but it is
+        larger/smaller and at another depth, so it must not inherit the lost track's id.
         """
         cfg = self.config
         metric = source in METRIC_SOURCES
@@ -255,12 +258,20 @@ class Tracker:
         for ci, c in enumerate(cands):
             for tid in track_ids:
                 tr = self._tracks[tid]
+                a_c, a_t = int(c.sum()), max(1, tr.obj.area_px)
+                if max(a_c, a_t) > cfg.assoc_max_area_ratio * max(1, min(a_c, a_t)):
+                    continue
                 iou = mask_iou(c, tr.mask, empty=0.0)
                 d = float(np.linalg.norm(cent[ci] - tr.obj.centroid_m))
-                close = math.isfinite(d) and d <= cfg.assoc_max_centroid_m
-                if iou >= cfg.assoc_min_iou or close:
-                    score = iou + (0.5 * (1.0 - d / cfg.assoc_max_centroid_m) if close else 0.0)
-                    pairs.append((score, ci, tid))
+                if math.isfinite(d):
+                    if d > cfg.assoc_max_centroid_m:
+                        continue
+                    score = iou + 0.5 * (1.0 - d / cfg.assoc_max_centroid_m)
+                elif iou >= cfg.assoc_min_iou:
+                    score = iou
+                else:
+                    continue
+                pairs.append((score, ci, tid))
         pairs.sort(key=lambda p: -p[0])
         used_c, used_t, matched = set(), set(), {}
         for _, ci, tid in pairs:
