@@ -405,12 +405,13 @@ class LeanDecoder:
         cache.reserve(P + T)
         x = self.embed[torch.tensor(ids, dtype=torch.long)]  # (T, D)
         H, KV, hd, D = self.n_heads, self.n_kv, self.head_dim, self.hidden
+        G = H // KV
         if T == 1:
             mask, causal = None, False
         elif P == 0:
             mask, causal = None, True
         else:  # new tokens see the whole past, and each other causally: (T, P+T) bool
-            mask = torch.ones(T, P + T, dtype=torch.bool).tril(diagonal=P)
+            mask = torch.arange(P + T)[None, :] <= torch.arange(P, P + T)[:, None]
             causal = False
         qs, ks = self.q_size, self.q_size + self.kv_size
         for li, L in enumerate(self.layers):
@@ -421,13 +422,17 @@ class LeanDecoder:
             kc, vc = cache.k[li], cache.v[li]  # (KV, cap, hd)
             kc[:, P : P + T] = k.transpose(0, 1)
             vc[:, P : P + T] = qkv[:, ks:].view(T, KV, hd).transpose(0, 1)
-            att = F.scaled_dot_product_attention(
-                q.transpose(0, 1).unsqueeze(0),  # (1, H, T, hd)
-                kc[:, : P + T].unsqueeze(0),  # (1, KV, P+T, hd)
-                vc[:, : P + T].unsqueeze(0),
-                attn_mask=mask, is_causal=causal, scale=self.scale, enable_gqa=True,
-            )  # (1, H, T, hd)
-            x = x + L.o(att[0].transpose(0, 1).reshape(T, H * hd))
+            if T == 1:  # decode: two batched GEMVs over the cache, the G query heads of a KV head together
+                s_ = torch.bmm(q.view(KV, G, hd), kc[:, : P + 1].transpose(1, 2)) * self.scale  # (KV, G, P+1)
+                att = torch.bmm(torch.softmax(s_, -1), vc[:, : P + 1]).reshape(1, H * hd)
+            else:
+                att = F.scaled_dot_product_attention(
+                    q.transpose(0, 1).unsqueeze(0),  # (1, H, T, hd)
+                    kc[:, : P + T].unsqueeze(0),  # (1, KV, P+T, hd)
+                    vc[:, : P + T].unsqueeze(0),
+                    attn_mask=mask, is_causal=causal, scale=self.scale, enable_gqa=True,
+                )[0].transpose(0, 1).reshape(T, H * hd)  # (T, H hd)
+            x = x + L.o(att)
             gu = L.gate_up(F.rms_norm(x, (D,), L.ln2, self.eps))
             x = x + L.down(F.silu(gu[:, : self.inter]) * gu[:, self.inter :])
         cache.length = P + T
