@@ -220,6 +220,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (ParamError, FileNotFoundError) as exc:
         print(f"frs_bringup: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
     from rclpy.executors import ExternalShutdownException
 
     try:

@@ -47,7 +47,7 @@ class CameraIngestNode(Node):
         self.frame_buffer = frame_buffer
         self.frames = 0
         self.received = {"color": 0, "depth": 0, "info": 0}
-        self._last_frame_time = time.monotonic()
+        self._last_frame_time: Optional[float] = None  # set at the first stall check (the executor runs then)
         self._seq = 0
         qos = common.camera_qos(p.qos_reliability, p.qos_depth)
         group = MutuallyExclusiveCallbackGroup()  # sets are assembled in order
@@ -74,7 +74,7 @@ class CameraIngestNode(Node):
             self._sync = ApproximateTimeSync([k for k, _, _ in topics], int(p.sync_slop_s * 1e9), p.sync_queue_size)
             self._subs = [self.create_subscription(t, name, self.health.guard(f"{key}_msg")(self._make_cb(key)), qos,
                                                    callback_group=group) for key, t, name in topics]
-        self._stall_timer = self.create_timer(1.0, self._stall_cb)
+        self._stall_timer = self.create_timer(min(1.0, p.stall_warn_s / 2.0), self._stall_cb)
         self.health.set_state("ok")
         self.get_logger().info(
             f"camera ingest: colour '{p.color_topic}', depth '{p.depth_topic or '(none: colour-only)'}', "
@@ -127,6 +127,8 @@ class CameraIngestNode(Node):
             self._pubs["color"].publish(color)
 
     def _stall_cb(self) -> None:
+        if self._last_frame_time is None:
+            self._last_frame_time = time.monotonic()
         idle = time.monotonic() - self._last_frame_time
         if idle < self.params.stall_warn_s:
             return

@@ -18,6 +18,7 @@ persistent tracks), else ``frs/twin`` + ``frs/frame/*`` (+ ``frs/sim/*`` for the
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any, Optional
@@ -34,7 +35,8 @@ from frs_ros.nodes import common, conversions as cv
 from frs_ros.nodes.geometry import apply_transform
 from frs_ros.nodes.goals import GoalArbiter, TrackingSession, check_goal_query
 from frs_ros.nodes.inputs import FrameTopics, SimGroundTruthTopics
-from frs_ros.nodes.params import ReasonerParams, declare_node_params, read_node_params, resolve_model_path
+from frs_ros.nodes.params import (ReasonerParams, declare_node_params, read_node_params, resolve_model_path,
+                                  share_dirs)
 from frs_ros.nodes.sim_wire import QueryBook
 from frs_ros.nodes.sync import StampStore, TwinBuffer, TwinSnapshot
 
@@ -133,7 +135,11 @@ class ReasonerNode(LifecycleNode):
 
                 from frs_ros.reasoning.api import ReasonSegEngine
 
-                self.engine = ReasonSegEngine(replace(p.reasoner, model=resolve_model_path(p.reasoner.model)))
+                model = resolve_model_path(p.reasoner.model)
+                if p.reasoner.backend == "hf" and model.startswith(("models/", "./", "../", "/")) and not os.path.isdir(model):
+                    raise FileNotFoundError(f"there is no model directory '{p.reasoner.model}' (looked in the working "
+                                            f"directory and in {share_dirs()})")
+                self.engine = ReasonSegEngine(replace(p.reasoner, model=model))
             except Exception as exc:  # noqa: BLE001 - ReasonerLoadError and friends
                 self.health.set_state(
                     "error", f"the reasoner could not load (backend={p.reasoner.backend}, model={p.reasoner.model}): {exc}. "
