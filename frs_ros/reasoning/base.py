@@ -42,7 +42,8 @@ class ReasonerOutput:
     status: 'ok' | 'cancelled' | 'parse_error' | 'max_tokens' | 'tool_error' | 'error';
     rollout: parsed when status is 'ok' (``None`` otherwise); text: raw rollout text.
     prompt_tokens: tokens of the prompt; cached_tokens: of those, served from a reused KV cache;
-    generated_tokens: tokens chosen by the model (forced grammar tokens and tool results excluded);
+    generated_tokens: tokens chosen by the model (forced grammar tokens and tool results excluded;
+        tokens of a malformed plan that was dropped are included: they cost decode time);
     forced_tokens: tokens the runtime appended (tags, ``<results>`` blocks).
     processed_tokens: tokens run through the model for this query (prefill + decode + forced);
         equals prompt - cached + rollout tokens when nothing is recomputed.

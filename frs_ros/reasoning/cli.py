@@ -204,7 +204,7 @@ def _run(a) -> int:
             "targets": [{"track_id": t.track_id, "label": t.label, "box": list(t.box), "area_px": int(t.mask.sum()),
                          "centroid_m": [None if not np.isfinite(v) else float(v) for v in t.centroid_m]} for t in ans.targets],
             "prompt_tokens": ans.prompt_tokens, "cached_tokens": ans.cached_tokens, "generated_tokens": ans.generated_tokens,
-            "timings_s": ans.timings_s,
+            "timings_s": ans.timings_s, "warnings": ans.warnings,
         }, indent=2))
     else:
         print(f"query:     {query}")
@@ -214,6 +214,8 @@ def _run(a) -> int:
         if sim_query is not None:
             print(f"truth:     sim ids {sim_query.target_ids} ({sim_query.kind}, difficulty {sim_query.difficulty})")
         print(f"tokens:    prompt {ans.prompt_tokens} (cached {ans.cached_tokens}), generated {ans.generated_tokens}")
+        for w in ans.warnings:
+            print(f"warning:   {w}")
         print("timings:   " + ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in ans.timings_s.items()))
         if a.overlay:
             print(f"overlay:   {a.overlay}")
