@@ -112,3 +112,40 @@ class TrackingSession:
                 self.stopped_reason = f"target(s) {self.track_ids} not visible for more than {self.lost_s:g} s"
                 return None
         return ids
+
+
+def cancel_reason(preempted: bool) -> str:
+    return "preempted by a newer goal (goal_policy 'preempt')" if preempted else "cancelled by the client"
+
+
+def answer_outcome(answer_status: str, answer_error: str, *, cancel_set: bool, timed_out: bool, preempted: bool,
+                   budget_s: float) -> tuple[str, str]:
+    """The action ``(status, error)`` of an engine ``Answer`` (see the table in the module docstring).
+
+    A stop requested while reasoning wins over what the backend reports then: the time budget
+    (``timeout``), else a client cancel or a preemption (``cancelled``). Other backend failures
+    (``parse_error``, ``unknown_id``, ``max_tokens``, ...) are ``error`` with the backend's code.
+    """
+    if answer_status == "cancelled" or (cancel_set and answer_status != "ok"):
+        if timed_out:
+            return "timeout", (f"the goal's time budget of {budget_s:g} s ran out while reasoning; raise "
+                               "goal.timeout_s or default_timeout_s")
+        return "cancelled", cancel_reason(preempted)
+    if answer_status != "ok":
+        return "error", f"{answer_status}: {answer_error}"
+    return "ok", ""
+
+
+class FeedbackThrottle:
+    """Feedback at most every ``period_s`` per stage; a stage change always goes out."""
+
+    def __init__(self, period_s: float = 0.1) -> None:
+        self.period_s = float(period_s)
+        self._stage: Optional[str] = None
+        self._last = 0.0
+
+    def allow(self, stage: str, now_s: float) -> bool:
+        if stage == self._stage and now_s - self._last < self.period_s:
+            return False
+        self._stage, self._last = stage, now_s
+        return True

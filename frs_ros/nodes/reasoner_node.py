@@ -33,7 +33,8 @@ from visualization_msgs.msg import MarkerArray
 
 from frs_ros.nodes import common, conversions as cv
 from frs_ros.nodes.geometry import apply_transform
-from frs_ros.nodes.goals import GoalArbiter, TrackingSession, check_goal_query
+from frs_ros.nodes.goals import (FeedbackThrottle, GoalArbiter, TrackingSession, answer_outcome, cancel_reason,
+                                 check_goal_query)
 from frs_ros.nodes.inputs import FrameTopics, SimGroundTruthTopics
 from frs_ros.nodes.params import (ReasonerParams, declare_node_params, read_node_params, resolve_model_path,
                                   share_dirs)
@@ -283,13 +284,11 @@ class ReasonerNode(LifecycleNode):
         try:
             budget = float(goal.timeout_s) if goal.timeout_s > 0 else p.default_timeout_s
             deadline = t0 + budget
-            last_fb = [None, 0.0]
+            throttle = FeedbackThrottle(FEEDBACK_PERIOD_S)
 
             def send_feedback(stage_index: int, stage_name: str, so_far: str, tokens: int) -> None:
-                now = time.monotonic()
-                if stage_name == last_fb[0] and now - last_fb[1] < FEEDBACK_PERIOD_S:
+                if not throttle.allow(stage_name, time.monotonic()):
                     return
-                last_fb[0], last_fb[1] = stage_name, now
                 goal_handle.publish_feedback(Feedback(stage=stage_index, stage_name=stage_name,
                                                       reasoning_so_far=so_far, generated_tokens=int(tokens)))
 
@@ -302,7 +301,7 @@ class ReasonerNode(LifecycleNode):
                 seq, snap = self.twin_buffer.wait_newer(seq, timeout_s=min(0.1, max(0.0, wait_until - time.monotonic())))
             stages.append(("wait_twin", time.monotonic() - t_wait))
             if active.cancel.is_set():
-                return finish("cancelled", _cancel_reason(active))
+                return finish("cancelled", cancel_reason(active.preempted))
             if snap is None:
                 if time.monotonic() >= deadline:
                     return finish("timeout", f"the goal's time budget of {budget:g} s ran out waiting for a digital twin")
@@ -326,17 +325,14 @@ class ReasonerNode(LifecycleNode):
                 tools = lambda call: run_tool(call, tracker, frame)  # noqa: E731
             try:
                 answer = engine.answer(query, snap.twin, snap.frame, max_targets=int(goal.max_targets),
-                                            cancel=active.cancel, on_feedback=on_feedback,
-                                            sim_query=self.query_book.get(query), tool_executor=tools)
+                                       cancel=active.cancel, on_feedback=on_feedback,
+                                       sim_query=self.query_book.get(query), tool_executor=tools)
             finally:
                 timer.cancel()
-            if answer.status == "cancelled" or (active.cancel.is_set() and answer.status != "ok"):
-                if timed_out.is_set():
-                    return finish("timeout", f"the goal's time budget of {budget:g} s ran out while reasoning; raise "
-                                             "goal.timeout_s or default_timeout_s", answer)
-                return finish("cancelled", _cancel_reason(active), answer)
-            if answer.status != "ok":
-                return finish("error", f"{answer.status}: {answer.error}", answer)
+            status, error = answer_outcome(answer.status, answer.error, cancel_set=active.cancel.is_set(),
+                                           timed_out=timed_out.is_set(), preempted=active.preempted, budget_s=budget)
+            if status != "ok":
+                return finish(status, error, answer)
             send_feedback(Feedback.STAGE_ANSWERING, "answering", answer.reasoning, answer.generated_tokens)
             target_msgs = self.publish_targets(answer.targets, snap, query, gid)
             if goal.keep_tracking and p.allow_tracking and answer.targets:
@@ -434,10 +430,6 @@ class ReasonerNode(LifecycleNode):
 
 def _goal_id(goal_handle) -> str:
     return bytes(bytearray(goal_handle.goal_id.uuid)).hex()
-
-
-def _cancel_reason(active) -> str:
-    return "preempted by a newer goal (goal_policy 'preempt')" if active.preempted else "cancelled by the client"
 
 
 def main(args=None) -> int:
