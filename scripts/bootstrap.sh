@@ -124,6 +124,13 @@ else
   cat "$REQ" "$REQ_ROS" > "$requirements"
 fi
 grep -viE "$drop" "$LOCK" > "$constraints"
+if [[ "$mode" == system ]]; then
+  # Hold numpy at the distro's version: a newer one pulled in by some requirement would shadow it
+  # and break the distro's compiled message packages; pip then fails with the conflict instead.
+  sys_numpy="$("$VPY" -c 'import numpy; print(numpy.__version__)' 2>/dev/null)" \
+    || die "system mode needs the distro's numpy (rosdep key python3-numpy): $VPY cannot import numpy."
+  echo "numpy==$sys_numpy" >> "$constraints"
+fi
 
 pip_args=(--disable-pip-version-check -c "$constraints")
 [[ -n "${FRS_TORCH_INDEX_URL:-}" ]] && pip_args+=(--extra-index-url "$FRS_TORCH_INDEX_URL")
