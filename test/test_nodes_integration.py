@@ -127,7 +127,9 @@ def graph():
           "the simulated episode to reach its last frame")
     g.extra["client"] = Client(g)
     yield g
+    g.executor.remove_node(g.extra["client"].node)
     g.shutdown()
+    g.extra["client"].node.destroy_node()
     ctx.try_shutdown()
 
 
@@ -371,6 +373,7 @@ def test_cross_process_handoff_over_topics(ros_context):
         gt_mask = gt.union_mask(q.target_ids)
         if gt_mask.any():
             assert _iou(pred, gt_mask) >= 0.9
+        ex.remove_node(cli.node)
         cli.node.destroy_node()
     finally:
         ex.shutdown(timeout_sec=2.0)
