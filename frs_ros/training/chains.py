@@ -36,6 +36,10 @@ from frs_ros.training.config import ChainsConfig
 EPISODE_SEED_OFFSET = 100000
 
 
+class ContextMismatchError(RuntimeError):
+    """A chain record no longer matches what the sim + tracker rebuild from its seed."""
+
+
 @dataclass
 class QueryContext:
     """One query ready for a reasoner: the twin at the query's frame and its ground truth.
@@ -168,7 +172,7 @@ def rebuild_context(record: dict, n_frames: int = 30, twin_backend: str = "sim")
     ctxs = contexts_of_sample(record["sample"], int(record["seed"]), record["split"], n_frames, twin_backend)
     ctx = ctxs[int(record["query_index"])]
     if ctx.twin_text != record["twin_text"]:
-        raise RuntimeError(
+        raise ContextMismatchError(
             f"chain {record['id']}: the rebuilt twin differs from the recorded one (sim or twin code changed "
             "since the chains were generated); regenerate the chains"
         )
@@ -340,8 +344,12 @@ def generate_chains(
             stats.add(ctx, reason, len(output.rollout.plans) if output.rollout else 0)
             if reason is None:
                 f.write(json.dumps(make_record(ctx, output, iou, cfg.causal_clean)) + "\n")
-            if log and stats.seen % 200 == 0:
-                log(f"chains: {stats.seen} seen, {stats.kept} kept, {time.time() - t0:.0f} s")
+            if stats.seen % 200 == 0:
+                # stats are rewritten as the run goes, so an interrupted run still reports them
+                stats.wall_s = time.time() - t0
+                Path(str(out) + ".stats.json").write_text(json.dumps(stats.to_json(), indent=2))
+                if log:
+                    log(f"chains: {stats.seen} seen, {stats.kept} kept, {time.time() - t0:.0f} s")
     stats.wall_s = time.time() - t0
     Path(str(out) + ".stats.json").write_text(json.dumps(stats.to_json(), indent=2))
     return stats
@@ -368,9 +376,11 @@ class ContextCache:
             self._cache[key] = contexts_of_sample(key[0], key[1], key[2], self.n_frames, self.twin_backend)
         else:
             self._cache[key] = self._cache.pop(key)  # most recently used last
-        ctx = self._cache[key][int(record["query_index"])]
-        if ctx.twin_text != record["twin_text"]:
-            raise RuntimeError(
+        ctxs = self._cache[key]
+        qi = int(record["query_index"])
+        ctx = ctxs[qi] if qi < len(ctxs) else None
+        if ctx is None or ctx.twin_text != record["twin_text"] or ctx.query.text != record["query"]:
+            raise ContextMismatchError(
                 f"chain {record['id']}: the rebuilt twin differs from the recorded one (sim or twin code "
                 "changed since the chains were generated); regenerate the chains"
             )

@@ -118,6 +118,7 @@ class GRPOConfig:
     beta: KL weight to the SFT reference (0 = no reference model kept).
     clip_eps: PPO-style ratio clip; inner_epochs: updates per sampled batch (1 = on-policy).
     temperature: sampling temperature of the rollouts.
+    reasoner: extra ``ReasonerConfig`` keys of the rollout runtime (e.g. ``reasoning_budgets``).
     """
 
     init: str = "out/train/sft/final"
@@ -148,6 +149,7 @@ class GRPOConfig:
     lora_alpha: int = 128
     max_prompts: int = 0
     mixed_precision: str = "no"
+    reasoner: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from frs_ros.training.chains import ContextMismatchError
 from frs_ros.training.config import GRPOConfig
 from frs_ros.training.rewards import RewardBreakdown, ReasoningJudge, group_advantages, score_rollout
 
@@ -168,6 +169,10 @@ class GRPOResult:
     wall_s: float = 0.0
 
 
+def _mean(xs: Sequence[float]) -> float:
+    return float(np.mean(xs)) if len(xs) else float("nan")
+
+
 def score_group(outputs: Sequence[Any], record: dict, ctx: Any, judge: Optional[ReasoningJudge], gamma: float) -> list[RewardBreakdown]:
     """Rewards of G outputs of one prompt (reasoning scored in one batched call when possible)."""
     if judge is not None and gamma != 0.0 and hasattr(judge, "score_many"):
@@ -217,7 +222,9 @@ def train_grpo(
         ref_model.to(acc.device)
     raw_model = acc.unwrap_model(model)
     if sampler is None:
-        sampler = EngineSampler(raw_model, tokenizer, cfg.temperature, cfg.max_new_tokens, cfg.seed + acc.process_index)
+        overrides = {"device": str(acc.device), **dict(cfg.reasoner)}
+        sampler = EngineSampler(raw_model, tokenizer, cfg.temperature, cfg.max_new_tokens, cfg.seed + acc.process_index,
+                                reasoner_overrides=overrides)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = list(range(len(records)))
     rng.shuffle(order)
@@ -234,13 +241,20 @@ def train_grpo(
         all_rewards: list[RewardBreakdown] = []
         gen_tokens: list[int] = []
         n_flat = 0
+        n_skipped = 0
         for _ in range(cfg.prompts_per_step):
             if cursor >= len(order):
                 rng.shuffle(order)
                 cursor = 0
             rec = records[order[cursor]]
             cursor += 1
-            ctx = context_of(rec)
+            try:
+                ctx = context_of(rec)
+            except ContextMismatchError:
+                # the sim or twin changed since this chain was written: its masks and tools would
+                # not match the recorded twin text, so the prompt is skipped (counted in the log)
+                n_skipped += 1
+                continue
             outs = sampler.sample(ctx, cfg.group_size, tools=cfg.tools)
             rewards = score_group(outs, rec, ctx, judge, cfg.gamma)
             all_rewards += rewards
@@ -298,13 +312,14 @@ def train_grpo(
         rec_log = {
             "stage": "grpo",
             "step": step,
-            "reward": float(np.mean([r.total for r in all_rewards])),
-            "format": float(np.mean([r.format for r in all_rewards])),
-            "accuracy": float(np.mean([r.accuracy for r in all_rewards])),
-            "reasoning": float(np.mean([r.reasoning for r in all_rewards])),
-            "iou": float(np.mean([r.iou for r in all_rewards])),
+            "reward": _mean([r.total for r in all_rewards]),
+            "format": _mean([r.format for r in all_rewards]),
+            "accuracy": _mean([r.accuracy for r in all_rewards]),
+            "reasoning": _mean([r.reasoning for r in all_rewards]),
+            "iou": _mean([r.iou for r in all_rewards]),
             "gen_tokens": float(np.mean(gen_tokens)) if gen_tokens else 0.0,
             "flat_groups": n_flat,
+            "skipped_prompts": n_skipped,
             "trained_seqs": len(samples),
             "loss": loss_val,
             "kl": kl_val,

@@ -286,8 +286,12 @@ def train_sft(
             batch = collate([examples[i] for i in b], pad_id)
             batch = {k: v.to(acc.device) for k, v in batch.items()}
             with acc.accumulate(model):
-                loss, n_tok = shared_prefix_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"],
-                                                 prefix_len if acc.num_processes == 1 else 0)
+                if acc.num_processes > 1:  # DDP syncs gradients only through the wrapper's forward
+                    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                    loss, n_tok = masked_token_loss(out.logits, batch["labels"])
+                else:
+                    loss, n_tok = shared_prefix_loss(model, batch["input_ids"], batch["attention_mask"],
+                                                     batch["labels"], prefix_len)
                 acc.backward(loss)
                 if acc.sync_gradients and cfg.grad_clip > 0:
                     acc.clip_grad_norm_(params, cfg.grad_clip)
