@@ -118,3 +118,27 @@ def test_config_validation():
         SimConfig(depth_range_m=(2.0, 1.0))
     with pytest.raises(ValueError, match="seed"):
         make_rng(CFG, "train", 1, -1)
+
+
+def test_identical_across_processes_with_different_hash_seeds():
+    """Set/dict iteration over strings must not leak into the output (PYTHONHASHSEED)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib\n"
+        "from frs_ros.sim import generate_image\n"
+        "h = hashlib.sha1()\n"
+        "for s in range(6):\n"
+        "    smp = generate_image(s, 'test')\n"
+        "    h.update(smp.frames[0].rgb.tobytes())\n"
+        "    h.update(repr([(q.text, q.target_ids, sorted(q.spec.items(), key=str)) for q in smp.queries]).encode())\n"
+        "print(h.hexdigest())\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = []
+    for hash_seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed, PYTHONPATH=root)
+        out.append(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)
+    assert out[0] == out[1]

@@ -380,7 +380,7 @@ def _image_candidates(view: _View, split: str, rng: np.random.Generator) -> list
                                           {**_slots_for(cat), "rel": rel, "ref": ref.category}))
 
     # Unique colour among everything visible.
-    for col in {o.color for o in view.clear}:
+    for col in sorted({o.color for o in view.clear}):  # sorted: set order varies per process
         m, ok = view.select(lambda o, c=col: o.color == c)
         if ok and len(m) == 1:
             out.append(_Candidate("attribute", "attribute.color_only", {"color": col}, [m[0].instance_id], 2, {"color": col}))
@@ -517,11 +517,14 @@ def _temporal_candidates(frames: list[Frame], f: int, events: list[dict], view: 
 def _pick_template(group: str, split: str, rng: np.random.Generator, want_sentence: bool, slots: dict) -> Template:
     templates = TEMPLATES[group]
     usable = [t for t in templates if _formattable(t, slots)]
+    held = [t for t in usable if t.held_out]
+    seen = [t for t in usable if not t.held_out]
     if split != "test":
-        usable = [t for t in usable if not t.held_out]
-    elif any(t.held_out for t in usable) and rng.random() < 0.5:
-        # Test split: half of the queries use a held-out phrasing, so its effect is measurable.
-        usable = [t for t in usable if t.held_out]
+        usable = seen
+    elif held and seen:
+        # Test split: half of the queries use a held-out phrasing, half a training one, so
+        # the effect of unseen phrasings is measurable.
+        usable = held if rng.random() < 0.5 else seen
     pref = [t for t in usable if t.is_sentence == want_sentence]
     pool = pref or usable
     if not pool:
