@@ -37,6 +37,9 @@ from frs_ros.reasoning.rollout import RolloutParseError
 from frs_ros.reasoning.types import ToolCall
 from frs_ros.twin.types import DigitalTwin
 
+#: Prefill runs in chunks of this many tokens, with a cancel check between chunks.
+PREFILL_CHUNK = 256
+
 _ANSWER_CHARS = set("0123456789, ") | set(grammar.ANSWER_NONE) | set(grammar.ANSWER_CLOSE)
 
 
@@ -173,9 +176,12 @@ class HFReasoner:
             out = self.model(input_ids=inp, past_key_values=cache, use_cache=True, logits_to_keep=1)
         return out.logits[0, -1].float()
 
-    def prefill(self, prompt_ids: Sequence[int], boundaries: Sequence[int], reuse: bool) -> tuple[Any, Any, int]:
+    def prefill(self, prompt_ids: Sequence[int], boundaries: Sequence[int], reuse: bool,
+                check_cancel: Optional[Callable[[], None]] = None) -> tuple[Any, Any, int]:
         """Prefill a prompt, reusing and storing prefix caches at ``boundaries``.
 
+        Long spans run in chunks of ``PREFILL_CHUNK`` tokens with ``check_cancel()`` between
+        them, so a cancel does not wait for a whole CPU prefill (seconds).
         Returns ``(logits (V,), cache, cached_tokens)``.
         """
         ids = list(prompt_ids)
@@ -185,11 +191,19 @@ class HFReasoner:
         cached = n
         for b in boundaries:
             if reuse and n < b < len(ids):
-                self.forward(ids[n:b], cache)
+                self._forward_chunked(ids[n:b], cache, check_cancel)
                 n = b
                 self.prefix_cache.put(ids[:b], cache)
-        logits = self.forward(ids[n:], cache)
+        logits = self._forward_chunked(ids[n:], cache, check_cancel)
         return logits, cache, cached
+
+    def _forward_chunked(self, ids: Sequence[int], cache: Any, check_cancel: Optional[Callable[[], None]]) -> Any:
+        logits = None
+        for i in range(0, len(ids), PREFILL_CHUNK):
+            if check_cancel is not None:
+                check_cancel()
+            logits = self.forward(ids[i: i + PREFILL_CHUNK], cache)
+        return logits
 
     # ---- token choice
     def _pick(self, logits: Any, allowed: Optional[Sequence[int]] = None, context: Sequence[int] = ()) -> int:
@@ -265,7 +279,8 @@ class HFReasoner:
         t0 = time.perf_counter()
         try:
             run.check_cancel()
-            run.logits, run.cache, out.cached_tokens = self.prefill(pids.ids, pids.boundaries, cfg.use_cache_reuse)
+            run.logits, run.cache, out.cached_tokens = self.prefill(pids.ids, pids.boundaries, cfg.use_cache_reuse,
+                                                                    run.check_cancel)
             out.timings_s["prefill"] = time.perf_counter() - t0
             budget = reasoning_budget(estimate_difficulty(query, len(twin.objects)), cfg.reasoning_budgets)
             run.generate_rollout(twin, tools, budget, max_targets)
