@@ -185,3 +185,16 @@ def test_oracle_target_missing_from_twin_answers_none_with_warning():
     ans, r, _ = _ask({"kind": "affordance", "affordance": "serves food"}, [3], (twin, frame))
     assert ans.target_ids == [] and r.answer_ids == [] and "Nothing in the scene fits" in r.reason
     assert any("do not train" in w for w in ans.warnings)
+
+
+def test_engine_reports_unknown_track_id():
+    from frs_ros.reasoning.base import ReasonerOutput
+
+    class Fixed:
+        def reason(self, query, twin, twin_text, frame, tools, **kw):
+            text = "<reason>x</reason><answer>99</answer>"
+            return ReasonerOutput(text=text, rollout=parse_rollout(text))
+
+    twin, frame = _scene()
+    ans = ReasonSegEngine({"backend": "oracle"}, reasoner=Fixed(), twin_serialiser=lambda t: "").answer("x", twin, frame)
+    assert ans.status == "unknown_id" and "[99]" in ans.error and not ans.targets and not ans.mask.any()
