@@ -43,10 +43,6 @@ MAX_CALLS = 6
 MIN_MAP_FRACTION = 0.5
 
 
-class OracleError(ValueError):
-    """The oracle cannot run: no simulator query / ground truth was given."""
-
-
 def map_tracks_to_sim(twin: DigitalTwin, frame: Frame) -> dict[int, int]:
     """``{track_id: sim_instance_id}`` for visible twin objects, by majority overlap of the
     twin mask with ``frame.gt.instance_map`` (>= ``MIN_MAP_FRACTION`` of the mask)."""
