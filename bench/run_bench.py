@@ -451,12 +451,10 @@ def bench_agreement(student: Path, scenes, max_queries: int) -> dict:
 
     tok = AutoTokenizer.from_pretrained(student)
     model = AutoModelForCausalLM.from_pretrained(student, dtype=torch.float32).eval()
-    base = dict(model=str(student), chat_markers=True)
-    try:
-        extra = json.loads((student / "reasoner.json").read_text()) if (student / "reasoner.json").exists() else {}
-    except (OSError, ValueError):
-        extra = {}
-    base.update({k: v for k, v in extra.items() if k in ("chat_markers", "reasoning_budgets", "max_new_tokens")})
+    base: dict = dict(model=str(student))
+    extra = _find_key(_read_json(student / "training_state.json"), "reasoner") or {}
+    base.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in extra.items()
+                 if k in ("chat_markers", "reasoning_budgets", "max_new_tokens", "max_plan_tokens", "max_tool_rounds")})
 
     def engine(kind: str):
         if kind == "ref":
@@ -466,7 +464,7 @@ def bench_agreement(student: Path, scenes, max_queries: int) -> dict:
             c = ReasonerConfig(**base, use_cache_reuse=False)
             return ReasonSegEngine(c, reasoner=HFReasoner(c, model=model, tokenizer=tok), twin_serialiser=naive_json)
         if kind == "unbounded":
-            c = ReasonerConfig(**{**base, "reasoning_budgets": (512, 512, 512), "max_new_tokens": 768},
+            c = ReasonerConfig(**{**base, "reasoning_budgets": (256, 256, 256), "max_new_tokens": 320},
                                use_cache_reuse=False, constrain_answer=False)
             return ReasonSegEngine(c, reasoner=HFReasoner(c, model=model, tokenizer=tok))
         c = ReasonerConfig(**base, use_cache_reuse=True)
@@ -500,6 +498,25 @@ def bench_agreement(student: Path, scenes, max_queries: int) -> dict:
             "ok": float(np.mean([s == "ok" for s in res[k]["status"]])),
         }
     return out
+
+
+def _read_json(p: Path) -> dict:
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _find_key(d: Any, key: str) -> Any:
+    """First value under ``key`` in a nested dict (the reasoner settings a student was trained with)."""
+    if isinstance(d, dict):
+        if isinstance(d.get(key), dict):
+            return d[key]
+        for v in d.values():
+            r = _find_key(v, key)
+            if r:
+                return r
+    return None
 
 
 # ------------------------------------------------------------------------------------------ RSS

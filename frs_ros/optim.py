@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -85,8 +87,8 @@ def measure_memory_bandwidth(nbytes: int = 512 * 2**20, repeats: int = 5) -> Ban
     """Measure streaming memory bandwidth with arrays far larger than the caches.
 
     nbytes [bytes]: size of each array (default 512 MiB; use >= 8x the last-level cache).
-    Probes: numpy float32 sum (one thread), torch float32 sum and dot (all torch threads),
-    torch copy (read + write). ``read_bps`` is the *best* read probe, so the floor computed
+    Probes: numpy float32 sum (one thread, and one thread per torch thread on disjoint halves),
+    torch float32 sum and dot (all torch threads), torch copy (read + write). ``read_bps`` is the *best* read probe, so the floor computed
     from it is the strictest one this machine can justify.
     """
     if nbytes < 2**20:
@@ -95,8 +97,16 @@ def measure_memory_bandwidth(nbytes: int = 512 * 2**20, repeats: int = 5) -> Ban
     a = torch.rand(n, dtype=torch.float32)
     b = torch.empty_like(a)
     a_np = a.numpy()
+    n_threads = max(1, torch.get_num_threads())
+    parts = np.array_split(a_np, n_threads)
+
+    def threaded_sum() -> None:  # numpy releases the GIL: one streaming reader per core
+        with ThreadPoolExecutor(n_threads) as ex:
+            list(ex.map(np.sum, parts))
+
     probes = {
         "numpy_sum_1thread": nbytes / _best_time(lambda: a_np.sum(), repeats),
+        f"numpy_sum_{n_threads}threads": nbytes / _best_time(threaded_sum, repeats),
         "torch_sum": nbytes / _best_time(lambda: a.sum(), repeats),
         "torch_dot": nbytes / _best_time(lambda: torch.dot(a, a), repeats),
     }
@@ -229,8 +239,7 @@ class _Layer:
     down: nn.Module
     ln1: torch.Tensor
     ln2: torch.Tensor
-    q_norm: torch.Tensor
-    k_norm: torch.Tensor
+    qk_norm: torch.Tensor  # (H + KV, hd): q_norm (x softmax scale) for the H query heads, k_norm for the KV heads
 
 
 class KVCache:
@@ -330,22 +339,35 @@ class LeanDecoder:
         self.kv_size = self.n_kv * self.head_dim
         make = _int8_linear if weights == "int8" else _FloatLinear
         base = model.model
+        hd, H, KV = self.head_dim, self.n_heads, self.n_kv
+        # RoPE as a complex product: permute the head dims of q and k from the "rotate half"
+        # layout (pairs i, i + hd/2) to interleaved pairs (2i, 2i + 1). q.k is unchanged by a
+        # permutation applied to both, and the per-dim q/k norm weights are permuted with them.
+        perm = torch.stack([torch.arange(hd // 2), torch.arange(hd // 2) + hd // 2], -1).reshape(-1)
+
+        def rows(w: torch.Tensor, heads: int) -> torch.Tensor:
+            return w.detach().float().reshape(heads, hd, -1)[:, perm].reshape(heads * hd, -1)
+
         with torch.no_grad():
             self.embed = base.embed_tokens.weight.detach().float().clone()  # (V, D); a lookup reads one row
             self.final_norm = base.norm.weight.detach().float().clone()
             self.layers: list[_Layer] = []
             for lyr in base.layers:
                 att, mlp = lyr.self_attn, lyr.mlp
+                qk_norm = torch.cat([
+                    (att.q_norm.weight.detach().float()[perm] * self.scale).expand(H, hd),
+                    att.k_norm.weight.detach().float()[perm].expand(KV, hd),
+                ], 0).contiguous()
                 self.layers.append(
                     _Layer(
-                        qkv=make(torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight], 0)),
+                        qkv=make(torch.cat([rows(att.q_proj.weight, H), rows(att.k_proj.weight, KV),
+                                            att.v_proj.weight.detach().float()], 0)),
                         o=make(att.o_proj.weight),
                         gate_up=make(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], 0)),
                         down=make(mlp.down_proj.weight),
                         ln1=lyr.input_layernorm.weight.detach().float().clone(),
                         ln2=lyr.post_attention_layernorm.weight.detach().float().clone(),
-                        q_norm=att.q_norm.weight.detach().float().clone(),
-                        k_norm=att.k_norm.weight.detach().float().clone(),
+                        qk_norm=qk_norm,
                     )
                 )
             self.lm_head = make(model.lm_head.weight)
@@ -353,10 +375,9 @@ class LeanDecoder:
         theta = float(rope.get("rope_theta", getattr(cfg, "rope_theta", 1e6)))
         if rope.get("rope_type", "default") != "default":
             raise ValueError(f"LeanDecoder implements the default RoPE only, got {rope.get('rope_type')!r}")
-        inv = 1.0 / (theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim))
+        inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
         ang = torch.arange(self.max_len, dtype=torch.float32)[:, None] * inv[None, :]
-        self.cos = torch.cat([ang.cos(), ang.cos()], -1)  # (max_len, hd)
-        self.sin = torch.cat([ang.sin(), ang.sin()], -1)
+        self.freqs = torch.polar(torch.ones_like(ang), ang)  # (max_len, hd/2) complex64
         self.cache = self.new_cache()
 
     def new_cache(self, capacity: int = 256) -> KVCache:
@@ -383,14 +404,6 @@ class LeanDecoder:
                              + 3 * self.hidden * self.inter)
         return n + self.vocab * self.hidden
 
-    def _rope(self, x: torch.Tensor, P: int, T: int) -> torch.Tensor:
-        """x ``(T, heads, hd)`` rotated for positions ``P .. P+T-1``."""
-        cos = self.cos[P : P + T].unsqueeze(1)
-        sin = self.sin[P : P + T].unsqueeze(1)
-        h = self.head_dim // 2
-        return x * cos + torch.cat((-x[..., h:], x[..., :h]), -1) * sin
-
-    @torch.inference_mode()
     def forward(self, ids: Sequence[int], cache: Optional[KVCache] = None, logits_for: str = "last") -> torch.Tensor:
         """Append ``ids`` to ``cache`` (default: this decoder's) and return the logits ``(V,)`` of
         the last position (``logits_for='all'``: ``(T, V)``)."""
@@ -403,7 +416,24 @@ class LeanDecoder:
         if P + T > self.max_len:
             raise ValueError(f"context of {P + T} tokens exceeds max_len={self.max_len}; build with a larger max_len")
         cache.reserve(P + T)
-        x = self.embed[torch.tensor(ids, dtype=torch.long)]  # (T, D)
+        with self._grad_mode():
+            logits = self._layers(torch.tensor(ids, dtype=torch.long), cache.k, cache.v, P, logits_for == "all")
+        cache.length = P + T
+        return logits
+
+    #: gradient mode of the forward pass; ``torch.compile`` (see :meth:`compile`) needs no_grad
+    _grad_mode = staticmethod(torch.inference_mode)
+
+    def compile(self, **kwargs) -> None:
+        """Compile the per-token computation with ``torch.compile`` (inductor; needs a C++
+        compiler). Whether it pays on a given CPU is measured by ``bench/run_bench.py``."""
+        self._grad_mode = staticmethod(torch.no_grad)
+        self._layers = torch.compile(self._layers, **kwargs)
+
+    def _layers(self, tok: torch.Tensor, K: torch.Tensor, V: torch.Tensor, P: int, all_logits: bool) -> torch.Tensor:
+        """The model over ``tok`` (T,) at positions P.. with caches K, V ``(L, KV, cap, hd)``."""
+        T = tok.shape[0]
+        x = self.embed[tok]  # (T, D)
         H, KV, hd, D = self.n_heads, self.n_kv, self.head_dim, self.hidden
         G = H // KV
         if T == 1:
@@ -413,30 +443,32 @@ class LeanDecoder:
         else:  # new tokens see the whole past, and each other causally: (T, P+T) bool
             mask = torch.arange(P + T)[None, :] <= torch.arange(P, P + T)[:, None]
             causal = False
-        qs, ks = self.q_size, self.q_size + self.kv_size
+        ks = self.q_size + self.kv_size
+        NH = H + KV
+        fc = self.freqs[P : P + T].unsqueeze(1)  # (T, 1, hd/2) complex
         for li, L in enumerate(self.layers):
-            h = F.rms_norm(x, (D,), L.ln1, self.eps)
-            qkv = L.qkv(h)  # (T, (H + 2 KV) hd)
-            q = self._rope(F.rms_norm(qkv[:, :qs].view(T, H, hd), (hd,), L.q_norm, self.eps), P, T)
-            k = self._rope(F.rms_norm(qkv[:, qs:ks].view(T, KV, hd), (hd,), L.k_norm, self.eps), P, T)
-            kc, vc = cache.k[li], cache.v[li]  # (KV, cap, hd)
-            kc[:, P : P + T] = k.transpose(0, 1)
+            qkv = L.qkv(F.rms_norm(x, (D,), L.ln1, self.eps))  # (T, (H + 2 KV) hd)
+            # q and k heads together: norm, weight (softmax scale folded into q), rotate
+            qk = F.rms_norm(qkv[:, :ks].view(T, NH, hd), (hd,), None, self.eps).mul_(L.qk_norm)
+            qk = torch.view_as_real(torch.view_as_complex(qk.view(T, NH, hd // 2, 2)) * fc).view(T, NH, hd)
+            kc, vc = K[li], V[li]  # (KV, cap, hd)
+            kc[:, P : P + T] = qk[:, H:].transpose(0, 1)
             vc[:, P : P + T] = qkv[:, ks:].view(T, KV, hd).transpose(0, 1)
             if T == 1:  # decode: two batched GEMVs over the cache, the G query heads of a KV head together
-                s_ = torch.bmm(q.view(KV, G, hd), kc[:, : P + 1].transpose(1, 2)) * self.scale  # (KV, G, P+1)
-                att = torch.bmm(torch.softmax(s_, -1), vc[:, : P + 1]).reshape(1, H * hd)
+                s_ = torch.bmm(qk[0, :H].view(KV, G, hd), kc[:, : P + 1].transpose(1, 2))  # (KV, G, P+1)
+                att = torch.bmm(torch.softmax(s_, -1), vc[:, : P + 1]).view(1, H * hd)
             else:
                 att = F.scaled_dot_product_attention(
-                    q.transpose(0, 1).unsqueeze(0),  # (1, H, T, hd)
+                    qk[:, :H].transpose(0, 1).unsqueeze(0),  # (1, H, T, hd)
                     kc[:, : P + T].unsqueeze(0),  # (1, KV, P+T, hd)
                     vc[:, : P + T].unsqueeze(0),
-                    attn_mask=mask, is_causal=causal, scale=self.scale, enable_gqa=True,
+                    attn_mask=mask, is_causal=causal, scale=1.0, enable_gqa=True,
                 )[0].transpose(0, 1).reshape(T, H * hd)  # (T, H hd)
-            x = x + L.o(att)
-            gu = L.gate_up(F.rms_norm(x, (D,), L.ln2, self.eps))
-            x = x + L.down(F.silu(gu[:, : self.inter]) * gu[:, self.inter :])
-        cache.length = P + T
-        if logits_for == "all":
+            x.add_(L.o(att))
+            gu = L.gate_up(F.rms_norm(x, (D,), L.ln2, self.eps))  # (T, 2 I)
+            a = F.silu(gu[:, : self.inter]).mul_(gu[:, self.inter :])
+            x.add_(L.down(a))
+        if all_logits:
             return self.lm_head(F.rms_norm(x, (D,), self.final_norm, self.eps))
         return self.lm_head(F.rms_norm(x[-1:], (D,), self.final_norm, self.eps))[0]
 
