@@ -410,6 +410,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     except SimDatasetError as exc:
         print(f"frs-sim: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into `head`: not an error
+        return 0
 
 
 if __name__ == "__main__":
