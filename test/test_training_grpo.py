@@ -130,3 +130,20 @@ def test_one_step_grpo_with_engine_rollouts(tmp_path):
 
     again = AutoModelForCausalLM.from_pretrained(tmp_path / "g" / "final")
     assert again.config.vocab_size == len(tok)
+
+
+def test_group_logprobs_match_full_sequences():
+    from frs_ros.training.grpo import group_logprobs, token_logprobs
+
+    rec, _, _ = _context()
+    tok = _tok(rec)
+    model = build_nano_student(TINY, tok, seed=2)
+    texts = ["<reason>the mug</reason><answer>1</answer>",
+             "<reason>x</reason><plan>describe(1)</plan><results>describe(1): red</results><answer>1, 2</answer>"]
+    toks = [tokenize_sample(tok, rec, t) for t in texts]
+    p = toks[0][0]
+    g = group_logprobs(model, p, [c for _, c, _ in toks], 0)
+    for i, (pi, c, _) in enumerate(toks):
+        ids = torch.tensor([pi + c])
+        full = token_logprobs(model, ids, torch.ones_like(ids))[0, len(pi) - 1:]
+        assert torch.allclose(g[i, : len(c)], full, atol=1e-4)

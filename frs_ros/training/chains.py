@@ -376,12 +376,21 @@ class ContextCache:
             self._cache[key] = contexts_of_sample(key[0], key[1], key[2], self.n_frames, self.twin_backend)
         else:
             self._cache[key] = self._cache.pop(key)  # most recently used last
-        ctxs = self._cache[key]
-        qi = int(record["query_index"])
-        ctx = ctxs[qi] if qi < len(ctxs) else None
-        if ctx is None or ctx.twin_text != record["twin_text"] or ctx.query.text != record["query"]:
+        # The query is taken from the record (query wording may have changed since), the twin
+        # and frame from the rebuild, which must show exactly the recorded twin text.
+        same = [c for c in self._cache[key] if c.frame_index == int(record["frame_index"])]
+        if not same or same[0].twin_text != record["twin_text"]:
             raise ContextMismatchError(
                 f"chain {record['id']}: the rebuilt twin differs from the recorded one (sim or twin code "
                 "changed since the chains were generated); regenerate the chains"
             )
-        return ctx
+        from dataclasses import replace
+
+        from frs_ros.sim.types import Query
+
+        q = Query(text=record["query"], kind=record["kind"], target_ids=list(record["target_sim_ids"]),
+                  difficulty=int(record["difficulty"]), is_sentence=bool(record.get("is_sentence", False)),
+                  template_id=record.get("template_id", ""), split=record["split"])
+        id_masks, gt = record_masks(record)
+        return replace(same[0], query=q, query_index=int(record["query_index"]), gt_mask=gt,
+                       id_masks={k: v.decode() for k, v in id_masks.items()})

@@ -127,6 +127,53 @@ def grpo_loss(
     return loss, stats
 
 
+def group_logprobs(model: torch.nn.Module, prompt_ids: Sequence[int], completions: Sequence[Sequence[int]],
+                   pad_id: int, device: Any = "cpu") -> torch.Tensor:
+    """Log-probs ``(G, C)`` of G completions of ONE prompt, the prompt run once (batch 1) and its
+    KV cache repeated over the group; entry [g, t] = log p(completion_g[t] | prompt, completion_g[:t]),
+    right-padded (values past a completion's end are meaningless: mask them).
+    Same values as :func:`token_logprobs` on the concatenated sequences (tested)."""
+    from transformers import DynamicCache
+
+    base = model.module if hasattr(model, "module") else model
+    for attr in ("base_model", "model"):  # peft wrapper -> the causal LM with lm_head
+        if not hasattr(base, "lm_head") and hasattr(base, attr):
+            base = getattr(base, attr)
+    decoder = base.get_decoder()
+    g = len(completions)
+    c_max = max(len(c) for c in completions)
+    p = torch.tensor([list(prompt_ids)], dtype=torch.long, device=device)
+    cache = DynamicCache(config=base.config)
+    h_prompt = decoder(input_ids=p, past_key_values=cache, use_cache=True).last_hidden_state[:, -1:]  # (1, 1, D)
+    cache.batch_repeat_interleave(g)
+    ids = torch.full((g, c_max), pad_id, dtype=torch.long, device=device)
+    att = torch.zeros((g, p.shape[1] + c_max), dtype=torch.long, device=device)
+    att[:, : p.shape[1]] = 1
+    for i, c in enumerate(completions):
+        ids[i, : len(c)] = torch.tensor(list(c), dtype=torch.long)
+        att[i, p.shape[1]: p.shape[1] + len(c)] = 1
+    h = decoder(input_ids=ids, attention_mask=att, past_key_values=cache, use_cache=True).last_hidden_state  # (G, C, D)
+    h = torch.cat([h_prompt.expand(g, -1, -1), h[:, :-1]], dim=1)  # position t predicts completion[t]
+    logp = torch.log_softmax(base.lm_head(h).float(), dim=-1)
+    return logp.gather(-1, ids[:, :, None]).squeeze(-1)
+
+
+def batch_logprobs(model: torch.nn.Module, mb: Sequence[RolloutSample], pad_id: int, device: Any,
+                   shared_prompt: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(logp, loss_mask, advantages)`` of a micro-batch: ``(B, C)`` over completions when all
+    samples share one prompt and ``shared_prompt`` (single process), else ``(B, T-1)`` over
+    whole sequences (the DDP-safe path through the wrapper's forward)."""
+    adv = torch.tensor([s.advantage for s in mb], dtype=torch.float32, device=device)
+    if shared_prompt and all(s.prompt_ids == mb[0].prompt_ids for s in mb):
+        logp = group_logprobs(model, mb[0].prompt_ids, [s.completion_ids for s in mb], pad_id, device)
+        mask = torch.zeros_like(logp)
+        for i, s in enumerate(mb):
+            mask[i, : len(s.model_mask)] = torch.tensor(s.model_mask, dtype=torch.float32)
+        return logp, mask, adv
+    b = {k: v.to(device) for k, v in collate_samples(mb, pad_id).items()}
+    return token_logprobs(model, b["input_ids"], b["attention_mask"]), b["loss_mask"], adv
+
+
 class EngineSampler:
     """Samples rollouts with the reasoner's HF runtime on the *training* model (tools live).
 
@@ -194,7 +241,7 @@ def train_grpo(
     accelerator: Any = None,
     on_log: Optional[Callable[[dict], None]] = None,
     save_dtype: Optional[torch.dtype] = None,
-    micro_batch: int = 8,
+    micro_batch: int = 0,
 ) -> GRPOResult:
     """Run ``cfg.steps`` GRPO updates; writes ``cfg.out/final`` and ``cfg.out/training_log.*``.
 
@@ -209,6 +256,7 @@ def train_grpo(
     torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
+    micro_batch = micro_batch or cfg.group_size
     acc = accelerator or Accelerator(mixed_precision=cfg.mixed_precision)
     ref_model = None
     if cfg.beta > 0.0:
@@ -271,7 +319,14 @@ def train_grpo(
                                              int(getattr(o, "generated_tokens", 0)), getattr(o, "status", "ok"), float(a)))
         t_gen = time.time() - t_step
         loss_val, kl_val, clip_val = 0.0, 0.0, 0.0
-        batches = [samples[i: i + micro_batch] for i in range(0, len(samples), micro_batch)]
+        # one micro-batch per prompt group (its G rollouts share the prompt: see batch_logprobs)
+        batches: list[list[RolloutSample]] = []
+        for s_ in samples:
+            if batches and batches[-1][0].record_id == s_.record_id and len(batches[-1]) < micro_batch:
+                batches[-1].append(s_)
+            else:
+                batches.append([s_])
+        shared = acc.num_processes == 1
         # Under DDP every process must run the same number of backward passes: pad with
         # zero-weight passes up to the largest count of micro-batches of any process.
         n_batches = len(batches)
@@ -283,19 +338,17 @@ def train_grpo(
             if cfg.inner_epochs > 1:
                 with torch.no_grad():
                     for mb in batches:
-                        b = {k: v.to(acc.device) for k, v in collate_samples(mb, pad_id).items()}
-                        cached_old.append(token_logprobs(model, b["input_ids"], b["attention_mask"]))
+                        cached_old.append(batch_logprobs(model, mb, pad_id, acc.device, shared)[0])
             for _epoch in range(cfg.inner_epochs):
                 opt.zero_grad(set_to_none=True)
                 for bi, mb in enumerate(batches):
-                    b = {k: v.to(acc.device) for k, v in collate_samples(mb, pad_id).items()}
-                    logp = token_logprobs(model, b["input_ids"], b["attention_mask"])
+                    logp, loss_mask, advantages = batch_logprobs(model, mb, pad_id, acc.device, shared)
                     old = cached_old[bi] if cached_old else logp.detach()
                     ref = None
                     if ref_model is not None:
                         with torch.no_grad():
-                            ref = token_logprobs(ref_model, b["input_ids"], b["attention_mask"])
-                    loss, st = grpo_loss(logp, old, b["advantages"], b["loss_mask"], cfg.clip_eps, cfg.beta, ref)
+                            ref = batch_logprobs(ref_model, mb, pad_id, acc.device, shared)[0]
+                    loss, st = grpo_loss(logp, old, advantages, loss_mask, cfg.clip_eps, cfg.beta, ref)
                     # micro-batches are weighted by their share of sequences (mean over sequences)
                     acc.backward(loss * len(mb) / len(samples))
                     loss_val += float(loss.detach()) * len(mb) / len(samples) / cfg.inner_epochs
