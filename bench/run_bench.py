@@ -291,21 +291,33 @@ def bench_llm(name: str, quick: bool, tok, scene, bw: optim.BandwidthResult, dec
     out["hf_decode_ms"] = 1e3 * med(timed(hf_steps, 1, warmup=0)) / decode_tokens
     del cache
 
-    def lean_decode(dec):
+    n_threads = torch.get_num_threads()
+    thread_options = sorted({1, n_threads})
+
+    def lean_decode(dec, tag):
+        """ms/token at each thread count (decode threads only; prefill keeps all); best kept."""
         dec.reset()
         dec.prefill(p_compact)
         base = dec.cache.length
+        best = (float("inf"), n_threads)
+        for th in thread_options:
+            dec.decode_threads = th
 
-        def steps():
-            dec.cache.crop(base)
-            for _ in range(decode_tokens):
-                dec.forward([7])
+            def steps():
+                dec.cache.crop(base)
+                for _ in range(decode_tokens):
+                    dec.forward([7])
 
-        return 1e3 * med(timed(steps, 2, warmup=1)) / decode_tokens
+            ms = 1e3 * med(timed(steps, 2, warmup=1)) / decode_tokens
+            out[f"lean_{tag}_decode_ms_{th}threads"] = ms
+            best = min(best, (ms, th))
+        dec.decode_threads = 0
+        out[f"lean_{tag}_decode_threads"] = best[1]
+        return best[0]
 
     log(f"{name}: lean fp32")
     dec = optim.LeanDecoder(model, weights="fp32")
-    out["lean_fp32_decode_ms"] = lean_decode(dec)
+    out["lean_fp32_decode_ms"] = lean_decode(dec, "fp32")
     dec.reset()
     out["lean_fp32_prefill_compact_s"] = med(timed(lambda: (dec.reset(), dec.prefill(p_compact)), 1, warmup=0))
     out["bytes_fp32"] = dec.linear_weight_bytes()
@@ -315,7 +327,7 @@ def bench_llm(name: str, quick: bool, tok, scene, bw: optim.BandwidthResult, dec
     t = time.perf_counter()
     dec8 = optim.LeanDecoder(model, weights="int8")
     out["int8_quantise_s"] = time.perf_counter() - t
-    out["lean_int8_decode_ms"] = lean_decode(dec8)
+    out["lean_int8_decode_ms"] = lean_decode(dec8, "int8")
     out["lean_int8_prefill_compact_s"] = med(timed(lambda: (dec8.reset(), dec8.prefill(p_compact)), 1, warmup=0))
     out["bytes_int8"] = dec8.linear_weight_bytes()
     # the floor: weights + KV cache + one embedding row read per token
@@ -333,7 +345,7 @@ def bench_llm(name: str, quick: bool, tok, scene, bw: optim.BandwidthResult, dec
 
 
 # ------------------------------------------------------------------------------------------ e2e
-def bench_e2e(quick: bool, tok, scenes, n_opt: int, n_naive: int, decode_cap: int) -> dict:
+def bench_e2e(quick: bool, tok, scenes, n_opt: int, n_naive: int, decode_cap: int, decode_threads: int = 0) -> dict:
     """End-to-end query latency, optimised vs naive, Qwen3-0.6B size, scripted rollouts."""
     from models import build_qwen3
     from pipelines import ScriptedRollout, naive_answer, naive_script, verbose_reason
@@ -349,6 +361,7 @@ def bench_e2e(quick: bool, tok, scenes, n_opt: int, n_naive: int, decode_cap: in
     # followed (the student's own budgets (24, 40, 64) are in its own tokenizer's units)
     cfg = ReasonerConfig(model="random-qwen3-0.6b", max_new_tokens=decode_cap, reasoning_budgets=(96, 128, 160))
     dec = optim.LeanDecoder(model, weights="int8")
+    dec.decode_threads = decode_threads
     reasoner = optim.lean_hf_reasoner(cfg, optim.LeanCausalLM(dec), tok)
     reasoner.logits_processors.append(script)
     engine = ReasonSegEngine(cfg, reasoner=reasoner)
@@ -591,7 +604,8 @@ def report(R: dict) -> str:
             M["hf_prefill_compact_s"], f"naive = JSON prompt {M['naive_prompt_tokens']} tok; eager attention "
             f"{fmt(M['hf_prefill_compact_eager_s'])} s vs SDPA", " s")
         row(f"{name} decode (HF fp32 -> lean int8)", M["hf_decode_ms"], M["lean_int8_decode_ms"],
-            f"lean fp32 {fmt(M['lean_fp32_decode_ms'], 1)} ms", " ms/tok", 1)
+            f"lean fp32 {fmt(M['lean_fp32_decode_ms'], 1)} ms; decode threads (best of "
+            + ", ".join(f"{t}: fp32 {fmt(M.get(f'lean_fp32_decode_ms_{t}threads'), 1)} / int8 {fmt(M.get(f'lean_int8_decode_ms_{t}threads'), 1)} ms" for t in (1, 2)) + ")", " ms/tok", 1)
         L.append(f"| {name} decode vs bandwidth floor | fp32 floor {fmt(M['floor_fp32_ms'], 1)} ms | int8 floor "
                  f"{fmt(M['floor_int8_ms'], 1)} ms | | reached: HF fp32 {100 * M['floor_frac_hf_fp32']:.0f} %, lean fp32 "
                  f"{100 * M['floor_frac_fp32']:.0f} %, lean int8 {100 * M['floor_frac_int8']:.0f} % |")
@@ -730,12 +744,14 @@ def main(argv=None) -> int:
     R["chains"] = chain_stats(test_scenes + train_scenes, tok)
     if "vision" not in skip:
         R["vision"] = bench_vision(Path(a.model_dir), test_scenes[0], a.quick, a.vision_repeats)
-    if "e2e" not in skip:
-        R["e2e"] = bench_e2e(a.quick, tok, test_scenes, a.opt_queries, a.naive_queries, 256)
     if "llm" not in skip:
         for name in filter(None, a.llms.split(",")):
             R["llm"][name] = bench_llm(name, a.quick, tok, test_scenes[0], bw, a.decode_tokens if not a.quick else 4,
                                        naive_prefill=(name == "qwen3-0.6b"))
+    if "e2e" not in skip:
+        th = R["llm"].get("qwen3-0.6b", {}).get("lean_int8_decode_threads", 0)
+        R["e2e"] = bench_e2e(a.quick, tok, test_scenes, a.opt_queries, a.naive_queries, 256, th)
+        R["e2e"]["decode_threads"] = th
     if "agreement" not in skip:
         st = Path(a.student)
         if (st / "config.json").exists():

@@ -423,10 +423,21 @@ class LeanDecoder:
         if P + T > self.max_len:
             raise ValueError(f"context of {P + T} tokens exceeds max_len={self.max_len}; build with a larger max_len")
         cache.reserve(P + T)
-        with self._grad_mode():
-            logits = self._layers(torch.tensor(ids, dtype=torch.long), cache.k, cache.v, P, logits_for == "all")
+        prev = torch.get_num_threads()
+        switch = T == 1 and self.decode_threads > 0 and self.decode_threads != prev
+        if switch:  # decoding is bandwidth-bound: fewer threads can beat more on a busy or small CPU
+            torch.set_num_threads(self.decode_threads)
+        try:
+            with self._grad_mode():
+                logits = self._layers(torch.tensor(ids, dtype=torch.long), cache.k, cache.v, P, logits_for == "all")
+        finally:
+            if switch:
+                torch.set_num_threads(prev)
         cache.length = P + T
         return logits
+
+    #: torch threads for single-token steps (0 = leave the global setting); prefill keeps it
+    decode_threads: int = 0
 
     #: gradient mode of the forward pass; ``torch.compile`` (see :meth:`compile`) needs no_grad
     _grad_mode = staticmethod(torch.inference_mode)
