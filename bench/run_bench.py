@@ -385,7 +385,7 @@ def bench_e2e(quick: bool, tok, scenes, n_opt: int, n_naive: int, decode_cap: in
             a.timings_s["decode"] -= script.seconds  # bench scaffolding, not part of the pipeline
             a.timings_s["total"] -= script.seconds
             a.timings_s["script_s"] = script.seconds
-            rec = {"total_s": a.timings_s["total"], "stages": dict(a.timings_s), "prompt": a.prompt_tokens,
+            rec = {"query": it.query.text, "total_s": a.timings_s["total"], "stages": dict(a.timings_s), "prompt": a.prompt_tokens,
                    "cached": a.cached_tokens, "generated": a.generated_tokens, "status": a.status,
                    "same_as_script": (a.reasoning == it.oracle_text), "ids": a.target_ids, "oracle_ids": it.oracle_ids,
                    "tools": bool(a.rollout and a.rollout.plans)}
@@ -415,9 +415,10 @@ def bench_e2e(quick: bool, tok, scenes, n_opt: int, n_naive: int, decode_cap: in
     naive = []
     # the naive baseline on the first queries (with and without tools when available)
     chosen = []
-    for sc in scenes:
+    for sc in ordered:  # the queries the optimised path answered, so the pairs are like for like
         for it in sc.items:
-            chosen.append((sc, it))
+            if len(chosen) < n_opt:
+                chosen.append((sc, it))
     with_tools = [c for c in chosen if "<plan>" in c[1].oracle_text]
     without = [c for c in chosen if "<plan>" not in c[1].oracle_text]
     pick = (with_tools[:1] + without[: max(0, n_naive - 1)]) if with_tools else without[:n_naive]
@@ -426,7 +427,7 @@ def bench_e2e(quick: bool, tok, scenes, n_opt: int, n_naive: int, decode_cap: in
         verbose = verbose_reason(twin_to_text(sc.twin), it.query.text, tok, WISE_VERBOSE_REASON_TOKENS)
         text = naive_script(it.oracle_text, verbose)
         r = naive_answer(model, tok, tj, it.query.text, it.tools, script, text, max_new_tokens=1024)
-        naive.append({"total_s": r.timings_s["total"], "stages": r.timings_s, "prompt": r.prompt_tokens,
+        naive.append({"query": it.query.text, "total_s": r.timings_s["total"], "stages": r.timings_s, "prompt": r.prompt_tokens,
                       "generated": r.generated_tokens, "processed": r.processed_tokens, "status": r.status,
                       "same_as_script": r.text == text, "ids": r.answer_ids, "oracle_ids": it.oracle_ids,
                       "tools": "<plan>" in it.oracle_text})
@@ -443,6 +444,15 @@ def bench_e2e(quick: bool, tok, scenes, n_opt: int, n_naive: int, decode_cap: in
         "records": naive,
     }
     out["speedup_p50"] = out["naive"]["p50_s"] / out["opt"]["p50_s"]
+    # like-for-like: the naive queries through the optimised path (already run above, or now)
+    by_q = {r["query"]: r for r in opt}
+    pairs = []
+    for (sc, it), nr in zip(pick[:n_naive], naive):
+        o = by_q.get(it.query.text)
+        pairs.append({"query": it.query.text, "naive_s": nr["total_s"], "opt_s": o["total_s"] if o else None,
+                      "same_ids": (o is not None and o["ids"] == nr["ids"]), "naive_ids": nr["ids"],
+                      "opt_ids": o["ids"] if o else None})
+    out["pairs"] = pairs
     del model
     trim_memory()
     return out
@@ -622,6 +632,10 @@ def report(R: dict) -> str:
             f"{n['generated_tokens_mean']:.0f} vs {o['generated_tokens_mean']:.0f} tokens", " s")
         row("query: tools (mean)", n["tools_mean_s"], o["tools_mean_s"], f"twin tools, same code; queries with tools {n['with_tools']}/{n['n']} vs {o['with_tools']}/{o['n']}", " ms", 2)
         row("query: resume after tool pause (mean)", n["reprefill_mean_s"], o["resume_mean_s"], "naive: re-prefill of prompt + rollout + results; opt: results appended to the live cache", " s")
+        same = sum(p["same_ids"] for p in E.get("pairs", []))
+        row("query: same queries, end-to-end (mean)", float(np.mean([p["naive_s"] for p in E["pairs"]])),
+            float(np.mean([p["opt_s"] for p in E["pairs"] if p["opt_s"] is not None] or [np.nan])),
+            f"same answer ids on {same}/{len(E['pairs'])} (scripted chains: by construction)", " s")
         row("**query end-to-end p50 (Qwen3-0.6B size)**", n["p50_s"], o["p50_s"],
             f"p95 {fmt(n['p95_s'])} vs {fmt(o['p95_s'])} s; n={n['n']} vs {o['n']}; opt cold {fmt(o['cold_p50_s'])} / "
             f"warm {fmt(o['warm_p50_s'])} s", " s")
@@ -775,6 +789,7 @@ def main(argv=None) -> int:
             R["rss"] = None
             log(f"RSS probe failed: {p.stderr[-500:]}")
     R["loadavg_end"] = list(os.getloadavg())
+    R["bench_peak_rss_gb"] = optim.peak_rss_bytes() / 1e9
     R["wall_s"] = time.perf_counter() - t0
     table = report(R)
     print(table)
