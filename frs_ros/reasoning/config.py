@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
+
+from frs_ros.config_util import dataclass_from_mapping
 
 BACKENDS = ("hf", "oracle")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -90,14 +92,9 @@ class ReasonerConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "ReasonerConfig":
         """Build from a plain mapping (YAML/ROS parameters); unknown keys are an error."""
-        d = dict(d or {})
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ReasonerConfigError(f"unknown reasoner config key(s) {unknown}; valid keys: {sorted(names)}")
-        if "reasoning_budgets" in d:
-            d["reasoning_budgets"] = tuple(int(b) for b in d["reasoning_budgets"])
-        return cls(**d)
+        config = dataclass_from_mapping(cls, d, ReasonerConfigError, "reasoner")
+        # ROS integer-array parameters may arrive as floats from some YAML writers: budgets are token counts.
+        return replace(config, reasoning_budgets=tuple(int(b) for b in config.reasoning_budgets))
 
     def to_dict(self) -> dict:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}

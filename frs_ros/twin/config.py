@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Mapping
+
+from frs_ros.config_util import dataclass_from_mapping
 
 #: Default open vocabulary for OWLv2 on real scenes (household / tabletop objects).
 HOUSEHOLD_VOCABULARY: tuple[str, ...] = (
@@ -116,9 +118,4 @@ class TwinConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TwinConfig":
         """Build from a (YAML) mapping; unknown keys are an error, lists become tuples."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise TwinConfigError(f"unknown twin config key(s) {unknown}; valid keys are {sorted(known)}")
-        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
-        return cls(**kw)
+        return dataclass_from_mapping(cls, d, TwinConfigError, "twin")
