@@ -731,7 +731,7 @@ def main(argv=None) -> int:
     ap.add_argument("--keyframe-interval", type=int, default=10)
     ap.add_argument("--vision-repeats", type=int, default=1)
     ap.add_argument("--student", default=str(ROOT / "models" / "nano_student"))
-    ap.add_argument("--agreement-queries", type=int, default=40)
+    ap.add_argument("--agreement-queries", type=int, default=30)
     ap.add_argument("--vocab", type=int, default=4000, help="bench BPE tokenizer vocabulary")
     ap.add_argument("--skip", default="", help="comma list of sections to skip: vision,llm,e2e,agreement,rss")
     ap.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
@@ -773,7 +773,8 @@ def main(argv=None) -> int:
         st = Path(a.student)
         if (st / "config.json").exists():
             log(f"agreement on {st}")
-            agree_scenes = make_scenes(12 if not a.quick else 2, "test", 2000)
+            # the simulator's default image size: the distribution the student was trained on
+            agree_scenes = make_scenes(12 if not a.quick else 2, "test", 2000, width=320, height=240)
             R["agreement"] = bench_agreement(st, agree_scenes, a.agreement_queries if not a.quick else 6)
         else:
             R["agreement"] = {"skipped": f"no trained student at {st} when this ran"}
