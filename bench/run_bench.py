@@ -1,6 +1,6 @@
 """Where the time goes: per-stage timings of the whole frs_ros pipeline at real model sizes.
 
-    python bench/run_bench.py --out docs/bench_results.json          # full run (~10 min, 2 cores)
+    python bench/run_bench.py --md bench/results/bench_table.md       # full run (~10 min, 2 cores)
     python bench/run_bench.py --quick --out /tmp/bench_quick.json    # miniature models, smoke test
 
 Real sizes with random weights (no weights can be downloaded; speed does not depend on them):
@@ -717,7 +717,7 @@ def charts(R: dict, prefix: Path) -> list[str]:
 # ------------------------------------------------------------------------------------------ main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(ROOT / "docs" / "bench_results.json"), help="JSON results file")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "bench_results.json"), help="JSON results file")
     ap.add_argument("--img-prefix", default=str(ROOT / "docs" / "img" / "bench_"), help="PNG chart path prefix")
     ap.add_argument("--md", default="", help="also write the Markdown table here")
     ap.add_argument("--quick", action="store_true", help="miniature models (smoke test of the bench code)")
