@@ -671,23 +671,56 @@ def charts(R: dict, prefix: Path) -> list[str]:
     files = []
     E = R.get("e2e")
     if E:
-        n, o = E["naive"]["stages_p50_s"], E["opt"]["stages_p50_s"]
-        fig, ax = plt.subplots(figsize=(7, 3.2))
+        fig, ax = plt.subplots(figsize=(7.5, 3.2))
         stages = ["prefill", "decode", "tools", "resume"]
         colors = ["#4c72b0", "#dd8452", "#55a868", "#8172b3"]
-        for i, (lab, d) in enumerate((("naive", n), ("optimised", o))):
+        right = 0.0
+        for i, lab in enumerate(("naive", "opt")):
+            recs = E[lab]["records"]
             left = 0.0
-            for s, c in zip(stages, colors):
-                v = float(d.get(s, 0.0) or 0.0)
-                ax.barh(i, v, left=left, color=c, label=s if i == 0 else None)
+            for st, c in zip(stages, colors):
+                v = float(np.mean([r["stages"].get(st, 0.0) for r in recs]))
+                ax.barh(i, v, left=left, color=c, label=st if i == 0 else None)
                 left += v
-            ax.text(left, i, f" {left:.2f} s", va="center")
+            tot = float(np.mean([r["total_s"] for r in recs]))
+            ax.text(left, i, f" {tot:.2f} s", va="center")
+            right = max(right, left)
+        ax.set_xlim(0, right * 1.2)
         ax.set_yticks([0, 1], ["naive", "optimised"])
-        ax.set_xlabel("query latency p50 [s] (Qwen3-0.6B size, CPU)")
-        ax.legend(loc="lower right", fontsize=8)
-        ax.set_title(f"end-to-end query: {E['speedup_p50']:.1f}x faster")
+        ax.set_xlabel("query latency, mean by stage [s] (Qwen3-0.6B size, CPU)")
+        ax.legend(loc="upper right", fontsize=8)
+        ax.set_title(f"end-to-end query: p50 {E['naive']['p50_s']:.1f} s -> {E['opt']['p50_s']:.2f} s ({E['speedup_p50']:.0f}x)")
         fig.tight_layout()
         f = f"{prefix}query.png"
+        fig.savefig(f, dpi=110)
+        plt.close(fig)
+        files.append(f)
+    V = R.get("vision")
+    if V:
+        K = R["keyframe_interval"]
+        fig, ax = plt.subplots(figsize=(7, 2.8))
+        parts = {
+            "naive": [("SAM-2 masks", V["sam2_keyframe_s"]), ("OWLv2", V["owlv2_label_s"]), ("depth model", V["depth_s"])],
+            "optimised": [("SAM-2 propagate", V["sam2_propagate_s"]),
+                          (f"keyframe / {K}", (V["sam2_keyframe_s"] + V["owlv2_label_s"] + V["sam2_set_tracks_s"]) / K),
+                          ("depth model", V["depth_s"])],
+        }
+        colors = {"SAM-2 masks": "#4c72b0", "OWLv2": "#dd8452", "depth model": "#937860",
+                  "SAM-2 propagate": "#55a868", f"keyframe / {K}": "#8172b3"}
+        for i, lab in enumerate(("naive", "optimised")):
+            left = 0.0
+            for name, v in parts[lab]:
+                ax.barh(i, v, left=left, color=colors[name], label=name)
+                left += v
+            ax.text(left, i, f" {left:.1f} s ({1 / left:.2f} FPS)", va="center")
+        h, l = ax.get_legend_handles_labels()
+        uniq = dict(zip(l, h))
+        ax.legend(uniq.values(), uniq.keys(), fontsize=7, loc="upper right")
+        ax.set_xlim(0, ax.get_xlim()[1] * 1.35)
+        ax.set_yticks([0, 1], ["naive", "optimised"])
+        ax.set_xlabel("twin update per frame [s], colour-only camera (CPU)")
+        fig.tight_layout()
+        f = f"{prefix}twin.png"
         fig.savefig(f, dpi=110)
         plt.close(fig)
         files.append(f)

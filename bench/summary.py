@@ -49,6 +49,7 @@ def sections(R: dict, table_md: str) -> dict:
         "",
         "![query latency by stage](img/bench_query.png)",
         "![decode vs the bandwidth floor](img/bench_decode.png)",
+        "![twin update per frame](img/bench_twin.png)",
     ])
     # ---- limit
     L = ["| model | weights read / token | floor | HF fp32 | lean fp32 | lean int8 | reached (lean) |",
