@@ -90,13 +90,17 @@ class _StopOnText:
     """HF stopping criterion: stop when the decoded new text ends with one of ``tags``; records
     the time of its first call (= prefill + first token done)."""
 
-    def __init__(self, tokenizer: Any, start: int, tags: tuple[str, ...], eos: Optional[int]) -> None:
+    def __init__(self, tokenizer: Any, start: int, tags: tuple[str, ...], eos: Optional[int],
+                 decode_threads: int = 0) -> None:
         self.tok, self.start, self.tags, self.eos = tokenizer, start, tags, eos
         self.t_first: Optional[float] = None
+        self.decode_threads = decode_threads
 
     def __call__(self, input_ids: torch.Tensor, scores: Any, **kw: Any) -> torch.Tensor:
         if self.t_first is None:
             self.t_first = time.perf_counter()
+            if self.decode_threads:  # prefill done: decode on its best thread count
+                torch.set_num_threads(self.decode_threads)
         last = int(input_ids[0, -1])
         text = self.tok.decode(input_ids[0, self.start:].tolist(), skip_special_tokens=False,
                                clean_up_tokenization_spaces=False)
@@ -120,7 +124,7 @@ class NaiveResult:
 
 def naive_answer(model: Any, tokenizer: Any, twin_json: str, query: str, tools: Optional[Callable],
                  script: Optional[ScriptedRollout] = None, script_text: Optional[str] = None,
-                 max_new_tokens: int = 1024) -> NaiveResult:
+                 max_new_tokens: int = 1024, decode_threads: int = 0) -> NaiveResult:
     """The straightforward pipeline (see module docstring). Greedy."""
     from transformers import LogitsProcessorList, StoppingCriteriaList
 
@@ -138,14 +142,18 @@ def naive_answer(model: Any, tokenizer: Any, twin_json: str, query: str, tools: 
     generated = 0
     while True:
         inp = torch.tensor([p_ids + [int(i) for i in tokenizer.encode(text, add_special_tokens=False)]])
-        stop = _StopOnText(tokenizer, len(p_ids), (grammar.PLAN_CLOSE, grammar.ANSWER_CLOSE), eos)
+        stop = _StopOnText(tokenizer, len(p_ids), (grammar.PLAN_CLOSE, grammar.ANSWER_CLOSE), eos, decode_threads)
         t = time.perf_counter()
+        threads = torch.get_num_threads()
         with torch.inference_mode():
-            out = model.generate(
-                inp, max_new_tokens=max_new_tokens - generated, do_sample=False, num_beams=1,
-                logits_processor=LogitsProcessorList([script] if script is not None else []),
-                stopping_criteria=StoppingCriteriaList([stop]), pad_token_id=eos, eos_token_id=None,
-            )
+            try:
+                out = model.generate(
+                    inp, max_new_tokens=max_new_tokens - generated, do_sample=False, num_beams=1,
+                    logits_processor=LogitsProcessorList([script] if script is not None else []),
+                    stopping_criteria=StoppingCriteriaList([stop]), pad_token_id=eos, eos_token_id=None,
+                )
+            finally:
+                torch.set_num_threads(threads)
         t_end = time.perf_counter()
         new = out[0, inp.shape[1]:].tolist()
         t_first = stop.t_first or t_end
