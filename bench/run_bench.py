@@ -190,6 +190,13 @@ def bench_vision(model_dir: Path, scene, quick: bool, repeats: int) -> dict:
     seg = be.segmenter
     log(f"vision: SAM-2 keyframe (automatic masks, {cfg.points_per_side}^2 points)")
     out["sam2_keyframe_s"] = med(timed(lambda: seg.segment(frame), repeats, warmup=0 if not quick else 1))
+    log("vision: SAM-2 image encoder alone")
+
+    def encode():
+        with torch.no_grad():
+            seg.image_model.get_image_embeddings(seg._pixels(frame))
+
+    out["sam2_encoder_s"] = med(timed(encode, 1, warmup=0))
     log("vision: SAM-2 video: seed tracks + propagate")
     out["sam2_set_tracks_s"] = med(timed(lambda: seg.set_tracks(frame, gt_masks), 1, warmup=0))
     seg.set_tracks(frame, gt_masks)
@@ -608,7 +615,8 @@ def report(R: dict) -> str:
         naive_rgbd = V["sam2_keyframe_s"] + V["owlv2_label_s"]
         opt_rgbd = V["sam2_propagate_s"] + key / K
         row("SAM-2 hiera-t: keyframe masks / tracking frame", V["sam2_keyframe_s"], V["sam2_propagate_s"],
-            f"{V['points_per_side']}^2 points vs video propagation of {V['objects']} tracks", " s")
+            f"{V['points_per_side']}^2 points vs video propagation of {V['objects']} tracks; image encoder alone "
+            f"{fmt(V.get('sam2_encoder_s'))} s", " s")
         row("OWLv2 B/16 @960 labels", V["owlv2_label_s"], V["owlv2_label_s"] / K, f"every frame vs keyframes (1/{K})", " s")
         row("Depth-Anything-V2-S (colour-only camera)", V["depth_s"], V["depth_s"], "every frame in both", " s")
         row("twin update per frame, RGB-D camera", naive_rgbd, opt_rgbd,
