@@ -55,7 +55,7 @@ def test_cli_pipeline_tiny(tmp_path, capsys):
     assert "| sft |" in (tmp_path / "table.md").read_text()
     assert (tmp_path / "img" / "training_sft.png").exists() and (tmp_path / "img" / "training_grpo.png").exists()
     assert main(["ship", "--from", str(tmp_path / "grpo" / "final"), "--to", str(tmp_path / "ship"),
-                 "--logs", str(tmp_path / "grpo" / "training_log.json")]) == 0
+                 "--logs", "grpo=" + str(tmp_path / "grpo" / "training_log.json")]) == 0
     from frs_ros.reasoning.hf_backend import load_model
     from frs_ros.reasoning.config import ReasonerConfig
 

@@ -39,10 +39,12 @@ def test_unknown_words_become_unk_and_never_crash(tok):
     assert tok.encode("", add_special_tokens=False) == []
 
 
-def test_numbers_are_digit_tokens(tok):
-    toks = tok.convert_ids_to_tokens(tok.encode(" 1234", add_special_tokens=False))
-    assert toks == ["▁1", "2", "3", "4"] or toks == ["▁", "1", "2", "3", "4"]
-    assert UNK not in toks
+def test_numbers_are_short_known_pieces(tok):
+    assert tok.convert_ids_to_tokens(tok.encode(" 1234", add_special_tokens=False)) == ["▁12", "34"]
+    assert tok.convert_ids_to_tokens(tok.encode("z=0.37", add_special_tokens=False)) == ["z=", "0.", "37"]
+    for n in ("7", "  98.", "0.05", "123456789", "x=9.99y"):
+        ids = tok.encode(n, add_special_tokens=False)
+        assert UNK not in tok.convert_ids_to_tokens(ids) and tok.decode(ids) == n
 
 
 def test_save_load_and_prompt_encoding(tok, tmp_path):

@@ -171,6 +171,12 @@ def cmd_report(cfg: ReportConfig) -> dict:
         result = cmd_eval(cfg.eval)
     else:
         result = json.loads(Path(cfg.eval.out).read_text())
+    for extra in cfg.merge_results:
+        other = json.loads(Path(extra).read_text())
+        if (other["config"]["split"], other["config"]["seed0"], other["n_queries"]) != \
+                (result["config"]["split"], result["config"]["seed0"], result["n_queries"]):
+            raise ValueError(f"{extra} was evaluated on other queries than {cfg.eval.out}; cannot merge")
+        result["systems"] = {**other["systems"], **result["systems"]}
     table = markdown_table(result)
     out = Path(cfg.table_out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -195,10 +201,19 @@ def cmd_ship(src: str, dst: str, logs: Sequence[str] = (), configs: Sequence[str
         shutil.rmtree(dst_p)
     save_checkpoint(model, tok, dst_p, state["config"], state["step"], state["stage"],
                     extra={k: v for k, v in state.items() if k not in ("config", "step", "stage")}, dtype=torch.float16)
-    for p in logs:
-        pp = Path(p)
-        if pp.exists():
-            shutil.copy(pp, dst_p / pp.name)
+    # logs: "run=path/to/training_log.json" (or a bare path) -> one merged training_log.json/.csv
+    merged = []
+    for item in logs:
+        run, _, path = item.rpartition("=") if "=" in item else ("", "", item)
+        pp = Path(path)
+        if not pp.exists():
+            raise FileNotFoundError(f"training log {pp} does not exist")
+        for rec in json.loads(pp.read_text()):
+            merged.append({"run": run or pp.parent.name, **rec})
+    if merged:
+        from frs_ros.training.sft import write_log
+
+        write_log(merged, dst_p)
     (dst_p / "configs").mkdir(exist_ok=True)
     for p in configs:
         pp = Path(p)

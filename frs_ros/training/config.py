@@ -175,13 +175,18 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class ReportConfig:
-    """Table + curves: reads eval results and training logs, writes markdown and PNGs."""
+    """Table + curves: reads eval results and training logs, writes markdown and PNGs.
+
+    merge_results: other eval result JSONs (same split/seeds) whose systems join the table
+    (e.g. systems evaluated earlier, or in parallel processes).
+    """
 
     eval: EvalConfig = field(default_factory=EvalConfig)
     logs: dict = field(default_factory=dict)
     table_out: str = "docs/training_table.md"
     img_dir: str = "docs/img"
     run_eval: bool = True
+    merge_results: tuple = ()
 
 
 def _build(cls: type, data: dict, where: str) -> Any:

@@ -159,8 +159,10 @@ def markdown_table(result: dict) -> str:
         return f"{100 * x:.1f}" if pct else f"{x:.1f}"
 
     for name, s in result["systems"].items():
+        # a rule-based teacher chooses no tokens: "–" rather than a misleading 0
+        gen = f"{s['mean_gen_tokens']:.1f}" if s["mean_gen_tokens"] > 0 else "–"
         rows.append(
             f"| {name} | {f(s.get('gIoU'), True)} | {f(s.get('cIoU'), True)} | {f(s.get('J&F'), True)} | "
-            f"{s['format_valid_pct']:.1f} | {s['mean_gen_tokens']:.1f} | {s['tool_calls_per_query']:.2f} |"
+            f"{s['format_valid_pct']:.1f} | {gen} | {s['tool_calls_per_query']:.2f} |"
         )
     return "\n".join(rows)
