@@ -37,9 +37,11 @@ def plot_curves(logs: dict, img_dir: str) -> list[Path]:
     grpo = {n: h for n, h in runs.items() if h and h[0].get("stage") == "grpo"}
     if sft:
         fig, ax = plt.subplots(figsize=(6, 3.6))
+        offset = 0  # SFT runs listed in order are phases of one training: steps continue
         for name, h in sft.items():
-            ax.plot([r["step"] for r in h], [r["loss"] for r in h], label=name)
-        ax.set_xlabel("optimizer step")
+            ax.plot([offset + r["step"] for r in h], [r["loss"] for r in h], label=name)
+            offset += h[-1]["step"]
+        ax.set_xlabel("optimizer step (phases continue)")
         ax.set_ylabel("masked token cross-entropy")
         ax.set_yscale("log")
         ax.set_title("Stage 1 SFT on kept teacher chains")
