@@ -61,3 +61,13 @@ def test_cli_pipeline_tiny(tmp_path, capsys):
 
     model, tok = load_model(ReasonerConfig(model=str(tmp_path / "ship")))
     assert model.config.hidden_size == 32 and (tmp_path / "ship" / "training_log.json").exists()
+
+
+def test_runtime_never_imports_training():
+    import subprocess
+    import sys
+
+    code = ("import sys, frs_ros.reasoning.api, frs_ros.reasoning.hf_backend, frs_ros.reasoning.oracle, "
+            "frs_ros.twin, frs_ros.sim, frs_ros.metrics; "
+            "bad = [m for m in sys.modules if m.startswith('frs_ros.training')]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
