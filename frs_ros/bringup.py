@@ -50,6 +50,10 @@ LAUNCH_ARGUMENTS = {
 }
 
 
+#: CPython thread switch interval [s] for the one-process graph (see ``build_graph``).
+GIL_SWITCH_INTERVAL_S = 2e-4
+
+
 def default_params_file() -> str:
     base = share_dir()
     if base is None:
@@ -153,6 +157,13 @@ def build_graph(params_file: Optional[str] = None, *, arguments: Optional[dict[s
     from frs_ros.nodes.sync import FrameBuffer, StampStore, TwinBuffer
 
     values = resolve_node_values(params_file, arguments, overrides)
+    # All nodes share one interpreter here. The reasoner's token loop releases the GIL around every
+    # torch op and, at CPython's default 5 ms switch interval, then waits behind the camera and twin
+    # threads' numpy work for each re-acquisition (the "convoy effect"): measured on 2 cores, decoding
+    # 46 tokens of the nano student took 0.1-0.3 s or, intermittently, 20-55 s. At 0.2 ms every goal
+    # of `make demo` took 0.15-0.3 s in repeated runs. (`ros2 launch` runs one process per node and
+    # does not need this.)
+    sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
     owns = context is None
     if owns:
         context = Context()

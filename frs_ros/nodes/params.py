@@ -207,9 +207,13 @@ _RANGES = {
 #: reasoner.model: the shipped nano student; a relative path is resolved against the working
 #: directory, then the package's share directory (``frs_ros.nodes.params.resolve_model_path``).
 #: reasoner.local_files_only: robots are often offline; a hub id must be downloaded first.
+#: reasoner.reasoning_budgets: the nano student counts words, not BPE pieces, and its chains are
+#: longer in tokens than the core's concise defaults allow; its held-out numbers (docs/training.md)
+#: were measured with these budgets.
 ROS_DEFAULTS: dict[str, Any] = {
     "reasoner.model": "models/nano_student",
     "reasoner.local_files_only": True,
+    "reasoner.reasoning_budgets": [80, 80, 96],
 }
 
 
