@@ -27,13 +27,15 @@ BUILD_KEY_CMD := cd $(ROOT) && { cat package.xml CMakeLists.txt msg/*.msg action
 	"$(VENV)/.frs_bootstrap_stamp" 2>/dev/null; find frs_ros launch config rviz models -name __pycache__ \
 	-prune -o -type f ! -name '*.pyc' -print 2>/dev/null | LC_ALL=C sort; true; } | sha256sum | cut -c1-16
 
-.PHONY: help setup build test demo clean distclean
+.PHONY: help setup build test demo bench train-report clean distclean
 
 help:
 	@echo "make setup      create .venv with the pinned dependencies (scripts/bootstrap.sh)"
 	@echo "make build      colcon build of the frs_ros package (interfaces + Python) into install/"
 	@echo "make test       setup + build + pytest on test/ with install/ sourced"
 	@echo "make demo       setup + build + python -m frs_ros.demo"
+	@echo "make bench      real-size performance benchmark: table + charts (docs/performance.md), ~10 min"
+	@echo "make train-report  held-out ablation table of the nano student + training curves (docs/training.md)"
 	@echo "make clean      remove build/, install/, log/    make distclean: also .venv"
 
 setup:
@@ -65,6 +67,13 @@ demo: build
 	    echo "[demo] over real DDS with the generated frs_ros interfaces."; \
 	    python scripts/interface_demo.py; \
 	fi
+
+# Benchmarks are not tests: they print tables and write bench/results/ and docs/img/bench_*.png.
+bench: setup
+	@$(ENV) && python bench/run_bench.py --out bench/results/bench_results.json --md bench/results/bench_table.md
+
+train-report: setup
+	@$(ENV) && python -m frs_ros.training report --config config/train_report.yaml
 
 clean:
 	rm -rf $(ROOT)/build $(ROOT)/install $(ROOT)/log
