@@ -58,15 +58,7 @@ test: build
 	FRS_REQUIRE_ROS=1 python -m pytest $(TESTS) $(PYTEST_ARGS)
 
 demo: build
-	@$(ENV) && source install/setup.sh && \
-	if python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("frs_ros.demo") is None)'; then \
-	    python -m frs_ros.demo $(DEMO_ARGS); \
-	else \
-	    echo "[demo] The full demo (frs_ros/demo.py: sim camera -> digital twin -> reasoner) is not there yet;"; \
-	    echo "[demo] it lands with the nodes issue. Running what exists: a ReasonSeg action round trip"; \
-	    echo "[demo] over real DDS with the generated frs_ros interfaces."; \
-	    python scripts/interface_demo.py; \
-	fi
+	@$(ENV) && source install/setup.sh && python -m frs_ros.demo $(DEMO_ARGS)
 
 # Benchmarks are not tests: they print tables and write bench/results/ and docs/img/bench_*.png.
 bench: setup
