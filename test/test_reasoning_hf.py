@@ -249,3 +249,14 @@ def test_cancel_during_chunked_prefill(reasoner, monkeypatch):
     reasoner.forward = forward
     out = reasoner.reason("the mug", _twin(), TWIN_TEXT, None, None, cancel=ev)
     assert out.status == "cancelled" and calls == [16] and out.generated_tokens == 0
+
+
+def test_reasoning_budget_never_eats_the_answer(model_dir):
+    """A reasoning budget >= max_new_tokens (e.g. ROS defaults with a small max_new_tokens) is capped
+    so that a model that never closes </reason> still gets to answer instead of failing max_tokens."""
+    twin = _twin()
+    r = HFReasoner(ReasonerConfig(model=model_dir, local_files_only=True, reasoning_budgets=(80, 80, 96),
+                                  max_new_tokens=40))
+    out = r.reason("the mug", twin, TWIN_TEXT, _frame(twin), None)
+    assert out.status == "ok", (out.status, out.warnings)
+    assert out.generated_tokens <= 40

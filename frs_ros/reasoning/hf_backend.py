@@ -43,6 +43,10 @@ PREFILL_CHUNK = 256
 _ANSWER_CHARS = set("0123456789, ") | set(grammar.ANSWER_NONE) | set(grammar.ANSWER_CLOSE)
 
 
+#: Model-chosen tokens kept free for ``<answer>`` when the reasoning budget is capped by
+#: ``max_new_tokens`` (ids, separators and the closing tag of a few targets).
+ANSWER_RESERVE_TOKENS = 16
+
 class Cancelled(Exception):
     """Internal: the cancel event was set between tokens."""
 
@@ -283,6 +287,8 @@ class HFReasoner:
                                                                     run.check_cancel)
             out.timings_s["prefill"] = time.perf_counter() - t0
             budget = reasoning_budget(estimate_difficulty(query, len(twin.objects)), cfg.reasoning_budgets)
+            # A budget as large as max_new_tokens could only ever end in 'max_tokens': keep room to answer.
+            budget = min(budget, max(1, cfg.max_new_tokens - ANSWER_RESERVE_TOKENS))
             run.generate_rollout(twin, tools, budget, max_targets)
             out.status = "ok"
         except Cancelled:
