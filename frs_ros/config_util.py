@@ -15,8 +15,13 @@ def dataclass_from_mapping(cls: type[T], d: Optional[Mapping[str, Any]], error: 
     valid ones, instead of being silently ignored. ``what`` names the config in that message.
     """
     d = dict(d or {})
+    reject_unknown_keys(cls, d, error, f"{what} config")
+    return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+
+
+def reject_unknown_keys(cls: type, d: Mapping[str, Any], error: type[Exception], what: str) -> None:
+    """Raise ``error`` naming every key of ``d`` that is not a field of ``cls``, and the valid ones."""
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(d) - names)
     if unknown:
-        raise error(f"unknown {what} config key(s) {unknown}; valid keys are {sorted(names)}")
-    return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+        raise error(f"unknown {what} key(s) {unknown}; valid keys are {sorted(names)}")

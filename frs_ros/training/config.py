@@ -15,6 +15,8 @@ from typing import Any, Optional, TypeVar
 
 import yaml
 
+from frs_ros.config_util import reject_unknown_keys
+
 T = TypeVar("T")
 
 
@@ -190,10 +192,8 @@ class ReportConfig:
 
 
 def _build(cls: type, data: dict, where: str) -> Any:
+    reject_unknown_keys(cls, data, ConfigError, f"{where} ({cls.__name__})")
     names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown} for {cls.__name__}; valid keys: {sorted(names)}")
     kwargs = {}
     for key, value in data.items():
         f = names[key]
