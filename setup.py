@@ -25,7 +25,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["frs_ros", "frs_ros.*"]),
-    package_data={"frs_ros": ["**/*.yaml", "**/*.json", "**/*.txt"]},
+    package_data={"frs_ros": ["**/*.yaml", "**/*.json", "**/*.txt", "native/*.c"]},
     install_requires=[
         "numpy>=1.24",
         "pyyaml>=6.0",

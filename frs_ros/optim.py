@@ -11,7 +11,9 @@ by ``bytes of weights read per token / memory bandwidth``. This module measures 
 - :class:`LeanDecoder` — a Qwen3 decode loop with a preallocated (static) KV cache, fused QKV and
   gate/up projections and no per-step cache objects or mask building, so the per-token time is the
   weight streaming and little else. Its cache is a plain tensor, so re-using a prompt prefix (the
-  serialised twin) across queries and tool pauses is ``truncate(prefix_len)``.
+  serialised twin) across queries and tool pauses is ``truncate(prefix_len)``. With int8 weights
+  it runs on the native C kernel (:mod:`frs_ros.native`, packed int8 weights streamed at the
+  machine's read bandwidth) where a C compiler is available, else on torch's int8 ops.
 
 ROS-free; imports only torch (transformers is only needed to *read* an HF ``Qwen3ForCausalLM``).
 """
@@ -215,6 +217,47 @@ def _int8_linear(weight: torch.Tensor) -> nn.Module:
     return quantize_dynamic_int8(nn.Sequential(lin), inplace=True)[0]
 
 
+class _QMat:
+    """An int8 matrix for the native kernel: symmetric per-row scales, row sums for the u8 offset.
+
+    weight ``(out, in)`` float -> ``w`` int8 ``(out, in)``, ``scale`` fp32 ``(out,)`` (weight ~= w * scale),
+    ``rowsum`` int32 ``(out,)``; ``struct()`` is the ctypes view the kernel reads (holds no reference:
+    this object must outlive it).
+    """
+
+    #: rows per packed block (``RB`` in qwen3_int8.c)
+    BLOCK = 16
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        w = weight.detach().float()
+        R, K = w.shape
+        if K % 4:
+            raise ValueError(f"the native kernel needs input sizes divisible by 4, got {K}")
+        self.shape = (R, K)
+        self.scale = (w.abs().amax(1) / 127.0).clamp_min(1e-12).contiguous()  # (out,)
+        q = torch.round(w / self.scale[:, None]).clamp_(-127, 127).to(torch.int8)
+        self.rowsum = q.sum(1, dtype=torch.int32).contiguous()
+        Rp = -(-R // self.BLOCK) * self.BLOCK
+        if Rp != R:
+            q = torch.cat([q, q.new_zeros(Rp - R, K)])
+        # (Rp/16, 16, K/4, 4) -> (Rp/16, K/4, 16, 4): 16 rows' 4 bytes per 64-byte line, streamed in order
+        self.w = q.view(Rp // self.BLOCK, self.BLOCK, K // 4, 4).permute(0, 2, 1, 3).contiguous()
+
+    def dequantize(self) -> torch.Tensor:
+        """The float matrix ``(out, in)`` these int8 values stand for."""
+        R, K = self.shape
+        q = self.w.permute(0, 2, 1, 3).reshape(-1, K)[:R]
+        return q.float() * self.scale[:, None]
+
+    def struct(self):
+        from frs_ros.native import FrsMat
+
+        return FrsMat(self.w.data_ptr(), self.scale.data_ptr(), self.rowsum.data_ptr(), *self.shape)
+
+    def nbytes(self) -> int:
+        return self.w.numel() + self.scale.numel() * 4 + self.rowsum.numel() * 4
+
+
 class _FloatLinear(nn.Module):
     """Bias-free fp32 linear over a given weight, called without the nn.Linear wrapper checks."""
 
@@ -229,6 +272,9 @@ class _FloatLinear(nn.Module):
 # --------------------------------------------------------------------------------------------
 # the lean decode loop
 # --------------------------------------------------------------------------------------------
+
+#: LeanDecoder kernels: 'auto' = native C for int8 when it builds here, else torch
+KERNELS = ("auto", "native", "portable", "torch")
 
 
 @dataclass
@@ -310,15 +356,22 @@ class LeanDecoder:
             dec.cache.crop(prefix)            # KV-cache reuse: the twin is not re-read
             ids = dec.generate(query_ids, max_new_tokens=64, stop=lambda out: ...)
 
-    weights: 'fp32' or 'int8' (dynamic int8, per-channel, LM head included; the embedding table
-        is stored as int8 rows with a per-row scale).
+    weights: 'fp32' or 'int8' (int8 weights with one scale per output row, activations quantised
+        per token, LM head included; the embedding table is stored as int8 rows with a per-row scale).
+    kernel: for int8, 'auto' (the native C kernel where it builds, else torch's fbgemm dynamic int8,
+        with a RuntimeWarning and the reason in ``kernel_note``), 'native', 'portable' (the C kernel
+        without SIMD intrinsics or -march=native) or 'torch'. fp32 always runs on torch.
     max_len [tokens]: longest context (RoPE table size). Batch size 1; not thread-safe.
     Shapes: hidden ``(T, D)``; cache ``(L, KV, capacity, hd)`` for K and for V.
     """
 
-    def __init__(self, model: nn.Module, max_len: int = 8192, weights: str = "fp32") -> None:
+    def __init__(self, model: nn.Module, max_len: int = 8192, weights: str = "fp32", kernel: str = "auto") -> None:
         if weights not in ("fp32", "int8"):
             raise ValueError(f"weights must be 'fp32' or 'int8', got {weights!r}")
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+        if weights == "fp32" and kernel in ("native", "portable"):
+            raise ValueError("the native kernel runs int8 weights: use weights='int8' or kernel='torch'")
         cfg = model.config
         if getattr(cfg, "model_type", "") != "qwen3":
             raise ValueError(f"LeanDecoder supports Qwen3 models, got model_type={getattr(cfg, 'model_type', None)!r}")
@@ -338,7 +391,29 @@ class LeanDecoder:
         self.scale = self.head_dim**-0.5
         self.q_size = self.n_heads * self.head_dim
         self.kv_size = self.n_kv * self.head_dim
-        make = _int8_linear if weights == "int8" else _FloatLinear
+        #: 'native' (C kernel, int8), 'portable' (the same without SIMD/-march) or 'torch'
+        self.kernel = "torch"
+        #: why an 'auto' int8 decoder fell back to the torch kernel ('' when it did not)
+        self.kernel_note = ""
+        self._lib = None
+        if weights == "int8" and kernel != "torch":
+            from frs_ros.native import NativeKernelError, load_qwen3_int8
+
+            try:
+                odd = [n for n in (self.hidden, self.q_size, self.inter) if n % 4]
+                if odd:
+                    raise NativeKernelError(f"the native kernel needs layer widths divisible by 4, got {odd}")
+                self._lib = load_qwen3_int8(portable=kernel == "portable")
+                self.kernel = "portable" if kernel == "portable" else "native"
+            except NativeKernelError as e:
+                if kernel != "auto":
+                    raise
+                self.kernel_note = str(e)
+                warnings.warn(f"LeanDecoder: native int8 kernel unavailable, using torch's: {e}", RuntimeWarning)
+        if self._lib is not None:
+            make = _QMat
+        else:
+            make = _int8_linear if weights == "int8" else _FloatLinear
         base = model.model
         hd, H, KV = self.head_dim, self.n_heads, self.n_kv
         # RoPE as a complex product: permute the head dims of q and k from the "rotate half"
@@ -385,7 +460,28 @@ class LeanDecoder:
         inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
         ang = torch.arange(self.max_len, dtype=torch.float32)[:, None] * inv[None, :]
         self.freqs = torch.polar(torch.ones_like(ang), ang)  # (max_len, hd/2) complex64
+        if self._lib is not None:
+            self._bind_native()
         self.cache = self.new_cache()
+
+    def _bind_native(self) -> None:
+        """The ctypes view of the weights for the C kernel (pointers into this object's tensors)."""
+        import ctypes
+
+        from frs_ros.native import FrsLayer, FrsModel
+
+        self._rope = torch.view_as_real(self.freqs).contiguous()  # (max_len, hd/2, 2): cos, sin
+        self._c_layers = (FrsLayer * self.n_layers)(*[
+            FrsLayer(L.qkv.struct(), L.o.struct(), L.gate_up.struct(), L.down.struct(),
+                     L.ln1.data_ptr(), L.ln2.data_ptr(), L.qk_norm.data_ptr())
+            for L in self.layers
+        ])
+        self._c_model = FrsModel(
+            self.n_layers, self.hidden, self.n_heads, self.n_kv, self.head_dim, self.inter, self.vocab,
+            self.max_len, self.eps, ctypes.cast(self._c_layers, ctypes.POINTER(FrsLayer)),
+            self.lm_head.struct(), self.final_norm.data_ptr(), self._rope.data_ptr(),
+        )
+        self._c_model_ref = ctypes.byref(self._c_model)
 
     def new_cache(self, capacity: int = 256) -> KVCache:
         return KVCache(self.n_layers, self.n_kv, self.head_dim, capacity)
@@ -399,6 +495,9 @@ class LeanDecoder:
         total = 0
         mods = [m for lyr in self.layers for m in (lyr.qkv, lyr.o, lyr.gate_up, lyr.down)] + [self.lm_head]
         for m in mods:
+            if isinstance(m, _QMat):
+                total += m.nbytes()
+                continue
             w = m.weight() if callable(getattr(m, "weight", None)) else m.weight
             total += w.numel() * w.element_size()
             if w.is_quantized and w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
@@ -429,7 +528,11 @@ class LeanDecoder:
             torch.set_num_threads(self.decode_threads)
         try:
             with self._grad_mode():
-                logits = self._layers(torch.tensor(ids, dtype=torch.long), cache.k, cache.v, P, logits_for == "all")
+                tok = torch.tensor(ids, dtype=torch.long)
+                if self._lib is not None:
+                    logits = self._native(tok, cache, P, logits_for == "all")
+                else:
+                    logits = self._layers(tok, cache.k, cache.v, P, logits_for == "all")
         finally:
             if switch:
                 torch.set_num_threads(prev)
@@ -448,12 +551,27 @@ class LeanDecoder:
         self._grad_mode = staticmethod(torch.no_grad)
         self._layers = torch.compile(self._layers, **kwargs)
 
-    def _layers(self, tok: torch.Tensor, K: torch.Tensor, V: torch.Tensor, P: int, all_logits: bool) -> torch.Tensor:
-        """The model over ``tok`` (T,) at positions P.. with caches K, V ``(L, KV, cap, hd)``."""
-        T = tok.shape[0]
+    def _embed(self, tok: torch.Tensor) -> torch.Tensor:
         x = self.embed[tok].float()  # (T, D), a copy (the residual stream is updated in place)
         if self.embed_scale is not None:
             x.mul_(self.embed_scale[tok, None])
+        return x
+
+    def _native(self, tok: torch.Tensor, cache: KVCache, P: int, all_logits: bool) -> torch.Tensor:
+        """The C kernel over ``tok`` (T,) at positions P.. (same contract as :meth:`_layers`)."""
+        T = tok.shape[0]
+        x = self._embed(tok).contiguous()
+        out = torch.empty(T if all_logits else 1, self.vocab)
+        rc = self._lib.frs_forward(self._c_model_ref, x.data_ptr(), T, P, cache.k.data_ptr(), cache.v.data_ptr(),
+                                   cache.capacity, out.data_ptr(), int(all_logits), torch.get_num_threads())
+        if rc != 0:
+            raise RuntimeError(f"native kernel failed with code {rc} ({'out of memory' if rc == -2 else 'bad arguments'})")
+        return out if all_logits else out[0]
+
+    def _layers(self, tok: torch.Tensor, K: torch.Tensor, V: torch.Tensor, P: int, all_logits: bool) -> torch.Tensor:
+        """The model over ``tok`` (T,) at positions P.. with caches K, V ``(L, KV, cap, hd)``."""
+        T = tok.shape[0]
+        x = self._embed(tok)
         H, KV, hd, D = self.n_heads, self.n_kv, self.head_dim, self.hidden
         G = H // KV
         if T == 1:
@@ -580,7 +698,10 @@ def lean_hf_reasoner(config, lean_model: LeanCausalLM, tokenizer):
         def new_cache(self):  # noqa: D401 - HFReasoner hook
             return self.model.new_cache()
 
-    return LeanHFReasoner(config, model=lean_model, tokenizer=tokenizer)
+    reasoner = LeanHFReasoner(config, model=lean_model, tokenizer=tokenizer)
+    dec = lean_model.decoder
+    reasoner.runtime = f"lean-{dec.weights} ({dec.kernel} kernel{'; ' + dec.kernel_note if dec.kernel_note else ''})"
+    return reasoner
 
 
 # --------------------------------------------------------------------------------------------

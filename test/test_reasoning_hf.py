@@ -260,3 +260,31 @@ def test_reasoning_budget_never_eats_the_answer(model_dir):
     out = r.reason("the mug", twin, TWIN_TEXT, _frame(twin), None)
     assert out.status == "ok", (out.status, out.warnings)
     assert out.generated_tokens <= 40
+
+
+def test_lean_runtimes_from_config(model_dir):
+    """``reasoner.runtime``: lean-fp32 writes the transformers runtime's rollouts; lean-int8 runs
+    the int8 decoder (native kernel) through the same prefix cache / grammar / constraints."""
+    from frs_ros import optim
+    from frs_ros.reasoning.api import build_reasoner
+
+    twin = _twin()
+    answers = {}
+    for runtime in ("transformers", "lean-fp32", "lean-int8"):
+        r = build_reasoner(ReasonerConfig(model=model_dir, local_files_only=True, runtime=runtime, max_new_tokens=32))
+        if runtime != "transformers":
+            assert isinstance(r.model, optim.LeanCausalLM)
+            assert r.model.decoder.weights == runtime.split("-")[1]
+        assert r.runtime == {"transformers": "transformers", "lean-fp32": "lean-fp32 (torch kernel)",
+                             "lean-int8": "lean-int8 (native kernel)"}[runtime]
+        eng = ReasonSegEngine(r.config, reasoner=r, twin_serialiser=lambda t: TWIN_TEXT)
+        first = eng.answer("the mug", twin, _frame(twin), tool_executor=lambda c: "")
+        again = eng.answer("the bowl", twin, _frame(twin), tool_executor=lambda c: "")
+        assert first.status == again.status == "ok" and set(first.target_ids) <= {3, 7, 12}
+        assert again.cached_tokens > 0  # the twin prefix is reused on the lean caches too
+        answers[runtime] = (first.reasoning, first.target_ids, again.reasoning, again.target_ids)
+    assert answers["lean-fp32"] == answers["transformers"]
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        ReasonerConfig(runtime="onnx")
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        ReasonerConfig(runtime="lean-int8", device="cuda")

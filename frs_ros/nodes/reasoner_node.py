@@ -149,9 +149,13 @@ class ReasonerNode(LifecycleNode):
                              "goals end with status 'error' until then.")
                 return TransitionCallbackReturn.ERROR
         self.health.set_state("inactive")
+        runtime = getattr(getattr(self.engine, "reasoner", None), "runtime", "")
+        if "kernel;" in runtime:  # the native int8 kernel could not be built: say why, once, in the log
+            self.get_logger().warn(f"reasoner runtime {runtime}")
         self.get_logger().info(
             f"reasoner configured: backend={p.reasoner.backend}"
-            f"{'' if p.reasoner.backend == 'oracle' else ', model=' + resolve_model_path(p.reasoner.model)}; "
+            f"{'' if p.reasoner.backend == 'oracle' else ', model=' + resolve_model_path(p.reasoner.model)}"
+            f"{', runtime ' + runtime if runtime else ''}; "
             f"goal policy {p.goal_policy}; action '{self.resolve_action_name()}'")
         return TransitionCallbackReturn.SUCCESS
 

@@ -17,7 +17,7 @@ import numpy as np
 from frs_ros.camera import Frame
 from frs_ros.masks import rle_decode
 from frs_ros.reasoning.base import FeedbackCallback, Reasoner, ReasonerOutput, ToolExecutor
-from frs_ros.reasoning.config import InvalidQueryError, ReasonerConfig
+from frs_ros.reasoning.config import InvalidQueryError, ReasonerConfig, ReasonerLoadError
 from frs_ros.reasoning.rollout import UnknownTrackIdError, check_answer_ids
 from frs_ros.reasoning.types import Answer, Target, ToolCall
 from frs_ros.twin.types import DigitalTwin
@@ -29,9 +29,21 @@ STAGE_ORDER = ("serialise", "prefill", "decode", "tools", "resume", "masks")
 def build_reasoner(config: ReasonerConfig) -> Reasoner:
     """Factory: the backend named by ``config.backend`` ('hf' loads the model now)."""
     if config.backend == "hf":
-        from frs_ros.reasoning.hf_backend import HFReasoner
+        from frs_ros.reasoning.hf_backend import HFReasoner, load_model
 
-        return HFReasoner(config)
+        if config.runtime == "transformers":
+            return HFReasoner(config)
+        from frs_ros import optim
+
+        model, tokenizer = load_model(config)
+        try:
+            decoder = optim.LeanDecoder(model, weights=config.runtime.split("-")[1],
+                                        max_len=min(int(getattr(model.config, "max_position_embeddings", 0) or 8192), 32768))
+        except ValueError as e:
+            raise ReasonerLoadError(f"reasoner.runtime={config.runtime!r} cannot run {config.model!r}: {e}; "
+                                    "use runtime: transformers") from e
+        del model  # the decoder holds its own (fused, possibly int8) copy of the weights
+        return optim.lean_hf_reasoner(config, optim.LeanCausalLM(decoder), tokenizer)
     if config.backend == "oracle":
         from frs_ros.reasoning.oracle import OracleReasoner
 

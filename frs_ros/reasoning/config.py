@@ -9,6 +9,7 @@ from frs_ros.config_util import dataclass_from_mapping
 
 BACKENDS = ("hf", "oracle")
 DTYPES = ("float32", "bfloat16", "float16")
+RUNTIMES = ("transformers", "lean-fp32", "lean-int8")
 
 
 class ReasonerConfigError(ValueError):
@@ -32,6 +33,10 @@ class ReasonerConfig:
         merged into the weights at load time ('' = none).
     local_files_only: never try the hub (these machines have no hub access).
     device: torch device ('cpu', 'cuda', 'cuda:0'); dtype: 'float32' | 'bfloat16' | 'float16'.
+    runtime: how the 'hf' model runs: 'transformers' (its own forward; any architecture, any
+        device) | 'lean-int8' (CPU, Qwen3 only: :class:`frs_ros.optim.LeanDecoder` with int8
+        weights, the native C kernel where a C compiler is present — the fast edge path) |
+        'lean-fp32' (the same decode loop, float weights).
     max_new_tokens [tokens]: hard cap on model-chosen tokens of one rollout.
     reasoning_budgets [tokens]: ``<reason>`` budget per estimated difficulty 1, 2, 3
         (PixelThink-style); when reached, ``</reason>`` is forced.
@@ -53,6 +58,7 @@ class ReasonerConfig:
     local_files_only: bool = False
     device: str = "cpu"
     dtype: str = "float32"
+    runtime: str = "transformers"
     max_new_tokens: int = 256
     reasoning_budgets: tuple[int, ...] = (24, 40, 64)
     max_plan_tokens: int = 48
@@ -72,6 +78,13 @@ class ReasonerConfig:
             raise ReasonerConfigError(f"reasoner.backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.dtype not in DTYPES:
             raise ReasonerConfigError(f"reasoner.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.runtime not in RUNTIMES:
+            raise ReasonerConfigError(f"reasoner.runtime must be one of {RUNTIMES}, got {self.runtime!r}")
+        if self.runtime != "transformers" and (self.device != "cpu" or self.dtype != "float32"):
+            raise ReasonerConfigError(
+                f"reasoner.runtime={self.runtime!r} runs on the CPU from float32 weights: set device: cpu and "
+                f"dtype: float32, or runtime: transformers (got device={self.device!r}, dtype={self.dtype!r})"
+            )
         if self.max_new_tokens < 8:
             raise ReasonerConfigError(f"reasoner.max_new_tokens must be >= 8, got {self.max_new_tokens}")
         if not self.reasoning_budgets or any(int(b) < 1 for b in self.reasoning_budgets):

@@ -152,6 +152,8 @@ class HFReasoner:
         self.logits_processors: list[Callable[[Any, Any], Any]] = []
         #: tokens run through the model (prefill + decode + forced) since construction.
         self.processed_tokens = 0
+        #: how the model runs, for logs ('transformers'; the lean runtimes say their kernel)
+        self.runtime = "transformers"
 
     # ---- token helpers
     def encode(self, text: str) -> list[int]:

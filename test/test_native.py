@@ -1,0 +1,200 @@
+"""frs_ros.native: the C int8 Qwen3 kernel behind LeanDecoder (kernel='native'/'portable').
+
+Checked against the float model (transformers) on tiny random Qwen3s whose sizes hit every
+tail path (rows not a multiple of 16, head_dim not a multiple of 16, prompts longer and shorter
+than the 8-token tile, caches that grow), against each other (SIMD vs portable C: the same integer
+arithmetic), across thread counts (identical bits), and for the errors a user without a compiler
+gets. The kernel is compiled once per machine into the user cache (a few seconds)."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from frs_ros import optim  # noqa: E402
+from frs_ros.native import NativeKernelError, load_qwen3_int8  # noqa: E402
+
+
+def _qwen3(vocab=300, hidden=96, inter=200, layers=2, heads=4, kv=2, head_dim=24, seed=0, std=0.08):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Qwen3Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+                      num_attention_heads=heads, num_key_value_heads=kv, head_dim=head_dim,
+                      tie_word_embeddings=True, max_position_embeddings=1024)
+    model = Qwen3ForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, std)
+    return model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return _qwen3()
+
+
+@pytest.fixture(scope="module")
+def ids():
+    return [int(i) for i in np.random.default_rng(0).integers(0, 300, 290)]  # > 256: the cache grows
+
+
+def _ref_logits(model, ids):
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0]
+
+
+def _rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("kernel", ["native", "portable"])
+def test_native_forward_is_close_to_the_float_model(model, ids, kernel):
+    ref = _ref_logits(model, ids)
+    dec = optim.LeanDecoder(model, weights="int8", kernel=kernel, max_len=512)
+    assert dec.kernel == kernel
+    got = dec.forward(ids, logits_for="all")
+    assert got.shape == ref.shape
+    assert _rel(got, ref) < 0.05, f"relative logit error {_rel(got, ref):.4f}"
+    assert (got.argmax(-1) == ref.argmax(-1)).float().mean() >= 0.95
+    # no worse than torch's dynamic int8 (fbgemm) on the same model
+    tq = optim.LeanDecoder(model, weights="int8", kernel="torch", max_len=512).forward(ids, logits_for="all")
+    assert _rel(got, ref) <= _rel(tq, ref) * 1.1
+
+
+def test_prefill_in_chunks_then_decode_equals_one_pass(model, ids):
+    dec = optim.LeanDecoder(model, weights="int8", kernel="native", max_len=512)
+    full = dec.forward(ids, logits_for="all")
+    dec.reset()
+    parts = [dec.forward(ids[:5], logits_for="all"),  # < 8 tokens: the one-token path
+             dec.forward(ids[5:150], logits_for="all")]  # tiles of 8 plus a remainder
+    parts += [dec.forward([t])[None] for t in ids[150:170]]  # single-token decode
+    parts.append(dec.forward(ids[170:], logits_for="all"))  # crosses the initial capacity
+    assert dec.cache.length == len(ids)
+    assert torch.allclose(torch.cat(parts), full, atol=1e-4, rtol=1e-4)
+
+
+def test_prefix_reuse_and_cache_copies(model, ids):
+    dec = optim.LeanDecoder(model, weights="int8", kernel="native", max_len=512)
+    dec.prefill(ids[:100])
+    snap = copy.deepcopy(dec.cache)
+    a = dec.forward(ids[100:120], logits_for="all")
+    dec.cache.crop(100)
+    b = dec.forward(ids[100:120], logits_for="all")
+    c = dec.forward(ids[100:120], cache=snap, logits_for="all")
+    assert torch.equal(a, b) and torch.equal(a, c)
+
+
+def test_simd_and_portable_builds_agree_and_threads_do_not_change_bits(model, ids):
+    nat = optim.LeanDecoder(model, weights="int8", kernel="native", max_len=512)
+    por = optim.LeanDecoder(model, weights="int8", kernel="portable", max_len=512)
+    a = nat.forward(ids[:40], logits_for="all")
+    b = por.forward(ids[:40], logits_for="all")
+    assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)  # same integer products; float epilogues differ in order
+    prev = torch.get_num_threads()
+    outs = []
+    try:
+        for th in (1, 2, 3):
+            torch.set_num_threads(th)
+            nat.reset()
+            outs.append(torch.cat([nat.forward(ids[:40], logits_for="all"), nat.forward([7])[None]]))
+    finally:
+        torch.set_num_threads(prev)
+    assert all(torch.equal(outs[0], o) for o in outs[1:])  # every output row is computed by one thread
+
+
+def test_greedy_generation_follows_the_float_model():
+    model = _qwen3(vocab=256, hidden=64, inter=128, head_dim=16, seed=3, std=0.05)
+    prompt = list(range(5, 45))
+    with torch.no_grad():
+        ref = model.generate(torch.tensor([prompt]), max_new_tokens=8, min_new_tokens=8, do_sample=False)[0, 40:]
+    got = optim.LeanDecoder(model, weights="int8", kernel="native").generate(prompt, 8)
+    assert got[:4] == ref.tolist()[:4]
+
+
+def test_packed_matrix_round_trip():
+    w = torch.randn(37, 20)  # rows padded to 48 in the packed layout
+    m = optim._QMat(w)
+    assert tuple(m.w.shape) == (3, 5, 16, 4)
+    deq = m.dequantize()
+    assert deq.shape == w.shape
+    assert torch.all((deq - w).abs() <= m.scale[:, None] / 2 + 1e-6)
+    q = torch.round(w / m.scale[:, None]).to(torch.int32)
+    assert torch.equal(m.rowsum, q.sum(1).to(torch.int32))
+    assert m.nbytes() == 3 * 5 * 64 + 37 * 8
+    with pytest.raises(ValueError, match="divisible by 4"):
+        optim._QMat(torch.randn(8, 10))
+
+
+def test_nan_input_gives_nan_logits_not_a_crash(model):
+    dec = optim.LeanDecoder(model, weights="int8", kernel="native")
+    with torch.no_grad():
+        dec.layers[0].ln1[0] = float("nan")
+    try:
+        assert torch.isnan(dec.forward([1, 2, 3])).all()
+    finally:
+        with torch.no_grad():
+            dec.layers[0].ln1[0] = 1.0
+
+
+def test_bad_arguments_are_refused(model):
+    with pytest.raises(ValueError, match="kernel must be"):
+        optim.LeanDecoder(model, weights="int8", kernel="cuda")
+    with pytest.raises(ValueError, match="int8"):
+        optim.LeanDecoder(model, weights="fp32", kernel="native")
+    dec = optim.LeanDecoder(model, weights="int8", kernel="native", max_len=16)
+    with pytest.raises(ValueError, match="max_len"):
+        dec.forward(list(range(17)))
+
+
+def test_without_a_compiler_native_raises_and_auto_falls_back(model, tmp_path, monkeypatch):
+    monkeypatch.setenv("FRS_NATIVE_CACHE", str(tmp_path / "native"))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    with pytest.raises(NativeKernelError, match="building the native kernel failed"):
+        load_qwen3_int8()
+    with pytest.raises(NativeKernelError):
+        optim.LeanDecoder(model, weights="int8", kernel="native")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dec = optim.LeanDecoder(model, weights="int8")  # auto
+    assert dec.kernel == "torch" and "no-such-cc" in dec.kernel_note
+    assert any("native int8 kernel unavailable" in str(w.message) for w in caught)
+    assert dec.forward([1, 2, 3]).shape == (300,)
+    monkeypatch.setenv("CC", "false")  # a compiler that fails: its exit status is reported
+    with pytest.raises(NativeKernelError, match="use kernel='torch'"):
+        load_qwen3_int8()
+    assert not list((tmp_path / "native").glob("*.so"))  # nothing half-built is left to load
+
+
+def test_odd_widths_fall_back_to_torch():
+    model = _qwen3(hidden=90, inter=202, heads=3, kv=1, head_dim=30)  # 90 % 4 != 0
+    with pytest.raises(NativeKernelError, match="divisible by 4"):
+        optim.LeanDecoder(model, weights="int8", kernel="native")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        dec = optim.LeanDecoder(model, weights="int8")
+    assert dec.kernel == "torch"
+
+
+def test_kernel_is_built_once_and_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("FRS_NATIVE_CACHE", str(tmp_path))
+    lib = load_qwen3_int8(portable=True)
+    built = list(tmp_path.glob("qwen3_int8-portable-*.so"))
+    assert len(built) == 1 and lib.frs_abi_version() == 2
+    assert load_qwen3_int8(portable=True) is lib
+    assert lib.frs_has_vnni() == 0
+
+
+def test_unwritable_cache_dir_is_a_clear_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("FRS_NATIVE_CACHE", str(blocker / "native"))
+    with pytest.raises(NativeKernelError, match="FRS_NATIVE_CACHE"):
+        load_qwen3_int8(portable=True)
