@@ -709,21 +709,20 @@ def lean_hf_reasoner(config, lean_model: LeanCausalLM, tokenizer):
 # --------------------------------------------------------------------------------------------
 
 
-def rss_bytes() -> int:
-    """Current resident set size of this process [bytes] (Linux /proc)."""
+def _proc_status_bytes(key: str) -> int:
+    """A ``kB`` field of ``/proc/self/status`` (Linux) [bytes]."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError("VmRSS not found in /proc/self/status (not Linux?)")
+    raise RuntimeError(f"{key} not found in /proc/self/status (not Linux?)")
+
+
+def rss_bytes() -> int:
+    """Current resident set size of this process [bytes] (Linux /proc)."""
+    return _proc_status_bytes("VmRSS")
 
 
 def peak_rss_bytes() -> int:
     """Peak resident set size of this process so far [bytes] (Linux ``VmHWM``)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("VmHWM not found in /proc/self/status (not Linux?)")
-
-
+    return _proc_status_bytes("VmHWM")
