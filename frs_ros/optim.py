@@ -210,6 +210,12 @@ def quantize_dynamic_int8(model: nn.Module, *, per_channel: bool = True, inplace
         return quantize_dynamic(model, {nn.Linear: qconfig}, dtype=torch.qint8, inplace=inplace)
 
 
+def _quantize_rows(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 with one scale per row: ``(q int8 (R, K), scale fp32 (R,))``, ``w ~= q * scale``."""
+    scale = (w.abs().amax(1) / 127.0).clamp_min(1e-12).contiguous()
+    return torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8), scale
+
+
 def _int8_linear(weight: torch.Tensor) -> nn.Module:
     """One dynamic-int8 Linear (no bias) from a float weight ``(out, in)``."""
     lin = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
@@ -234,8 +240,7 @@ class _QMat:
         if K % 4:
             raise ValueError(f"the native kernel needs input sizes divisible by 4, got {K}")
         self.shape = (R, K)
-        self.scale = (w.abs().amax(1) / 127.0).clamp_min(1e-12).contiguous()  # (out,)
-        q = torch.round(w / self.scale[:, None]).clamp_(-127, 127).to(torch.int8)
+        q, self.scale = _quantize_rows(w)
         self.rowsum = q.sum(1, dtype=torch.int32).contiguous()
         Rp = -(-R // self.BLOCK) * self.BLOCK
         if Rp != R:
@@ -427,8 +432,7 @@ class LeanDecoder:
         with torch.no_grad():
             emb = base.embed_tokens.weight.detach().float()  # (V, D); a lookup reads one row
             if weights == "int8":  # int8 rows with one scale each: the table is 4x smaller in memory
-                self.embed_scale = (emb.abs().amax(1) / 127.0).clamp_min(1e-12)  # (V,)
-                self.embed = torch.round(emb / self.embed_scale[:, None]).to(torch.int8)
+                self.embed, self.embed_scale = _quantize_rows(emb)  # (V, D) int8, (V,)
             else:
                 self.embed_scale = None
                 self.embed = emb.clone()
@@ -700,7 +704,8 @@ def lean_hf_reasoner(config, lean_model: LeanCausalLM, tokenizer):
 
     reasoner = LeanHFReasoner(config, model=lean_model, tokenizer=tokenizer)
     dec = lean_model.decoder
-    reasoner.runtime = f"lean-{dec.weights} ({dec.kernel} kernel{'; ' + dec.kernel_note if dec.kernel_note else ''})"
+    reasoner.runtime = f"lean-{dec.weights} ({dec.kernel} kernel)"
+    reasoner.runtime_warning = dec.kernel_note
     return reasoner
 
 

@@ -277,6 +277,7 @@ def test_lean_runtimes_from_config(model_dir):
             assert r.model.decoder.weights == runtime.split("-")[1]
         assert r.runtime == {"transformers": "transformers", "lean-fp32": "lean-fp32 (torch kernel)",
                              "lean-int8": "lean-int8 (native kernel)"}[runtime]
+        assert r.runtime_warning == ""
         eng = ReasonSegEngine(r.config, reasoner=r, twin_serialiser=lambda t: TWIN_TEXT)
         first = eng.answer("the mug", twin, _frame(twin), tool_executor=lambda c: "")
         again = eng.answer("the bowl", twin, _frame(twin), tool_executor=lambda c: "")

@@ -21,7 +21,6 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
-from typing import Optional
 
 __all__ = ["NativeKernelError", "load_qwen3_int8", "native_cache_dir", "FrsMat", "FrsLayer", "FrsModel"]
 
@@ -163,10 +162,3 @@ def _build(cc: str, flags: list[str], lib_path: Path) -> None:
         )
     os.replace(tmp, lib_path)
 
-
-def try_load_qwen3_int8() -> Optional[ctypes.CDLL]:
-    """:func:`load_qwen3_int8`, or None when it cannot be built here."""
-    try:
-        return load_qwen3_int8()
-    except NativeKernelError:
-        return None

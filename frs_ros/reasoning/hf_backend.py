@@ -154,6 +154,8 @@ class HFReasoner:
         self.processed_tokens = 0
         #: how the model runs, for logs ('transformers'; the lean runtimes say their kernel)
         self.runtime = "transformers"
+        #: why the runtime is not the one asked for ('' = it is; e.g. no C compiler for lean-int8)
+        self.runtime_warning = ""
 
     # ---- token helpers
     def encode(self, text: str) -> list[int]:
