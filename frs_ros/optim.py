@@ -8,14 +8,15 @@ by ``bytes of weights read per token / memory bandwidth``. This module measures 
 
 - :func:`quantize_dynamic_int8` — int8 weights for every ``nn.Linear`` of any model
   (``torch.ao`` dynamic quantisation, per-output-channel scales): 4x fewer bytes per token;
-- :class:`LeanDecoder` — a Qwen3 decode loop with a preallocated (static) KV cache, fused QKV and
+- :class:`LeanDecoder` — a Qwen3/Llama decode loop with a preallocated (static) KV cache, fused QKV and
   gate/up projections and no per-step cache objects or mask building, so the per-token time is the
   weight streaming and little else. Its cache is a plain tensor, so re-using a prompt prefix (the
   serialised twin) across queries and tool pauses is ``truncate(prefix_len)``. With int8 weights
   it runs on the native C kernel (:mod:`frs_ros.native`, packed int8 weights streamed at the
   machine's read bandwidth) where a C compiler is available, else on torch's int8 ops.
 
-ROS-free; imports only torch (transformers is only needed to *read* an HF ``Qwen3ForCausalLM``).
+ROS-free; imports only torch (transformers is only needed to *read* an HF ``Qwen3ForCausalLM`` or
+``LlamaForCausalLM``).
 """
 
 from __future__ import annotations
@@ -231,7 +232,7 @@ class _QMat:
     this object must outlive it).
     """
 
-    #: rows per packed block (``RB`` in qwen3_int8.c)
+    #: rows per packed block (``RB`` in causal_lm_int8.c)
     BLOCK = 16
 
     def __init__(self, weight: torch.Tensor) -> None:
@@ -290,7 +291,9 @@ class _Layer:
     down: nn.Module
     ln1: torch.Tensor
     ln2: torch.Tensor
-    qk_norm: torch.Tensor  # (H + KV, hd): q_norm (x softmax scale) for the H query heads, k_norm for the KV heads
+    #: (H + KV, hd): q_norm (x softmax scale) for the H query heads, k_norm for the KV heads;
+    #: None for models without q/k norm (Llama: the softmax scale is folded into the Wq rows)
+    qk_norm: Optional[torch.Tensor]
 
 
 class KVCache:
@@ -346,11 +349,44 @@ class KVCache:
         return self.k.numel() * 4 * 2
 
 
-class LeanDecoder:
-    """Greedy Qwen3 inference with fused projections and a growable static KV cache.
+#: ``config.model_type`` of the architectures LeanDecoder (and the native kernel) implement
+SUPPORTED_MODEL_TYPES = ("qwen3", "llama")
 
-    Built from an HF ``Qwen3ForCausalLM`` (any size; weights are copied once, QKV and gate/up
-    fused, optionally int8). One decode step is 4 matrix products per layer + the LM head,
+
+def check_architecture(cfg) -> None:
+    """Raise ``ValueError`` saying what differs when an HF config is not one LeanDecoder runs.
+
+    Runs: pre-norm decoder layers with RMS norm, grouped-query attention without biases, optional
+    per-head q/k RMS norm (Qwen3 has it, Llama not), default RoPE (any theta), SiLU-gated MLP
+    without biases, tied or separate LM head: ``Qwen3ForCausalLM`` and ``LlamaForCausalLM``
+    (SmolLM2, TinyLlama, Llama 2). Not: Llama 3.x rope scaling, sliding windows, biases.
+    """
+    mt = getattr(cfg, "model_type", None)
+    if mt not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(f"LeanDecoder runs model_type {' or '.join(map(repr, SUPPORTED_MODEL_TYPES))}, got {mt!r}")
+    problems = []
+    if getattr(cfg, "hidden_act", "silu") != "silu":
+        problems.append(f"hidden_act={cfg.hidden_act!r} (needs 'silu')")
+    for flag in ("attention_bias", "mlp_bias", "use_sliding_window"):
+        if getattr(cfg, flag, False):
+            problems.append(f"{flag}=True")
+    rope = dict(getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {})
+    if rope.get("rope_type", rope.get("type", "default")) != "default":
+        problems.append(f"rope_type={rope.get('rope_type', rope.get('type'))!r} (implements the default RoPE only)")
+    heads, kv = cfg.num_attention_heads, getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    if heads % kv or hd % 2:
+        problems.append(f"{heads} query heads over {kv} KV heads with head_dim {hd} (needs a whole number of "
+                        "query heads per KV head and an even head_dim)")
+    if problems:
+        raise ValueError(f"LeanDecoder cannot run this {mt} config: {'; '.join(problems)}")
+
+
+class LeanDecoder:
+    """Greedy Qwen3/Llama inference with fused projections and a growable static KV cache.
+
+    Built from an HF ``Qwen3ForCausalLM`` or ``LlamaForCausalLM`` (SmolLM2; any size, see
+    :func:`check_architecture`; weights are copied once, QKV and gate/up fused, optionally int8). One decode step is 4 matrix products per layer + the LM head,
     SDPA over the cache, and nothing else: no cache objects rebuilt, no masks for single-token
     steps. Typical use::
 
@@ -362,7 +398,8 @@ class LeanDecoder:
             ids = dec.generate(query_ids, max_new_tokens=64, stop=lambda out: ...)
 
     weights: 'fp32' or 'int8' (int8 weights with one scale per output row, activations quantised
-        per token, LM head included; the embedding table is stored as int8 rows with a per-row scale).
+        per token, LM head included; the embedding table is stored as int8 rows with a per-row scale,
+        or, for a tied head on the native kernel, read from the packed head: ``tied``, ``embed is None``).
     kernel: for int8, 'auto' (the native C kernel where it builds, else torch's fbgemm dynamic int8,
         with a RuntimeWarning and the reason in ``kernel_note``), 'native', 'portable' (the C kernel
         without SIMD intrinsics or -march=native) or 'torch'. fp32 always runs on torch.
@@ -378,8 +415,7 @@ class LeanDecoder:
         if weights == "fp32" and kernel in ("native", "portable"):
             raise ValueError("the native kernel runs int8 weights: use weights='int8' or kernel='torch'")
         cfg = model.config
-        if getattr(cfg, "model_type", "") != "qwen3":
-            raise ValueError(f"LeanDecoder supports Qwen3 models, got model_type={getattr(cfg, 'model_type', None)!r}")
+        check_architecture(cfg)
         if max_len <= 0:
             raise ValueError(f"max_len must be positive, got {max_len}")
         self.config = cfg
@@ -402,13 +438,13 @@ class LeanDecoder:
         self.kernel_note = ""
         self._lib = None
         if weights == "int8" and kernel != "torch":
-            from frs_ros.native import NativeKernelError, load_qwen3_int8
+            from frs_ros.native import NativeKernelError, load_causal_lm_int8
 
             try:
                 odd = [n for n in (self.hidden, self.q_size, self.inter) if n % 4]
                 if odd:
                     raise NativeKernelError(f"the native kernel needs layer widths divisible by 4, got {odd}")
-                self._lib = load_qwen3_int8(portable=kernel == "portable")
+                self._lib = load_causal_lm_int8(portable=kernel == "portable")
                 self.kernel = "portable" if kernel == "portable" else "native"
             except NativeKernelError as e:
                 if kernel != "auto":
@@ -430,24 +466,22 @@ class LeanDecoder:
             return w.detach().float().reshape(heads, hd, -1)[:, perm].reshape(heads * hd, -1)
 
         with torch.no_grad():
-            emb = base.embed_tokens.weight.detach().float()  # (V, D); a lookup reads one row
-            if weights == "int8":  # int8 rows with one scale each: the table is 4x smaller in memory
-                self.embed, self.embed_scale = _quantize_rows(emb)  # (V, D) int8, (V,)
-            else:
-                self.embed_scale = None
-                self.embed = emb.clone()
             self.final_norm = base.norm.weight.detach().float().clone()
             self.layers: list[_Layer] = []
             for lyr in base.layers:
                 att, mlp = lyr.self_attn, lyr.mlp
-                qk_norm = torch.cat([
-                    (att.q_norm.weight.detach().float()[perm] * self.scale).expand(H, hd),
-                    att.k_norm.weight.detach().float()[perm].expand(KV, hd),
-                ], 0).contiguous()
+                if hasattr(att, "q_norm"):  # Qwen3: per-head RMS norm of q and k; the softmax scale rides on q's
+                    qk_norm = torch.cat([
+                        (att.q_norm.weight.detach().float()[perm] * self.scale).expand(H, hd),
+                        att.k_norm.weight.detach().float()[perm].expand(KV, hd),
+                    ], 0).contiguous()
+                    wq = rows(att.q_proj.weight, H)
+                else:  # Llama: no q/k norm; the softmax scale goes into the Wq rows (exact under per-row int8)
+                    qk_norm = None
+                    wq = rows(att.q_proj.weight, H) * self.scale
                 self.layers.append(
                     _Layer(
-                        qkv=make(torch.cat([rows(att.q_proj.weight, H), rows(att.k_proj.weight, KV),
-                                            att.v_proj.weight.detach().float()], 0)),
+                        qkv=make(torch.cat([wq, rows(att.k_proj.weight, KV), att.v_proj.weight.detach().float()], 0)),
                         o=make(att.o_proj.weight),
                         gate_up=make(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], 0)),
                         down=make(mlp.down_proj.weight),
@@ -457,10 +491,19 @@ class LeanDecoder:
                     )
                 )
             self.lm_head = make(model.lm_head.weight)
+            emb = base.embed_tokens.weight  # (V, D); a lookup reads one row
+            #: the LM head is the embedding matrix (SmolLM2, Qwen3-0.6B): int8 on the native kernel
+            #: looks its rows up in the packed head, one copy of the largest matrix instead of two
+            self.tied = emb.data_ptr() == model.lm_head.weight.data_ptr() and emb.shape == model.lm_head.weight.shape
+            self.embed_scale = None
+            if self.tied and isinstance(self.lm_head, _QMat):
+                self.embed = None
+            elif weights == "int8":  # int8 rows with one scale each: the table is 4x smaller in memory
+                self.embed, self.embed_scale = _quantize_rows(emb.detach().float())  # (V, D) int8, (V,)
+            else:
+                self.embed = emb.detach().float().clone()
         rope = dict(getattr(cfg, "rope_parameters", None) or {})
-        theta = float(rope.get("rope_theta", getattr(cfg, "rope_theta", 1e6)))
-        if rope.get("rope_type", "default") != "default":
-            raise ValueError(f"LeanDecoder implements the default RoPE only, got {rope.get('rope_type')!r}")
+        theta = float(rope.get("rope_theta", getattr(cfg, "rope_theta", None) or 10000.0))
         inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
         ang = torch.arange(self.max_len, dtype=torch.float32)[:, None] * inv[None, :]
         self.freqs = torch.polar(torch.ones_like(ang), ang)  # (max_len, hd/2) complex64
@@ -477,7 +520,7 @@ class LeanDecoder:
         self._rope = torch.view_as_real(self.freqs).contiguous()  # (max_len, hd/2, 2): cos, sin
         self._c_layers = (FrsLayer * self.n_layers)(*[
             FrsLayer(L.qkv.struct(), L.o.struct(), L.gate_up.struct(), L.down.struct(),
-                     L.ln1.data_ptr(), L.ln2.data_ptr(), L.qk_norm.data_ptr())
+                     L.ln1.data_ptr(), L.ln2.data_ptr(), None if L.qk_norm is None else L.qk_norm.data_ptr())
             for L in self.layers
         ])
         self._c_model = FrsModel(
@@ -556,7 +599,12 @@ class LeanDecoder:
         self._layers = torch.compile(self._layers, **kwargs)
 
     def _embed(self, tok: torch.Tensor) -> torch.Tensor:
-        x = self.embed[tok].float()  # (T, D), a copy (the residual stream is updated in place)
+        """Embedding rows of ``tok`` (T,) as a fresh fp32 ``(T, D)`` (the residual stream is updated in place)."""
+        if self.embed is None:  # tied: rows of the packed int8 head (16-row blocks, 4 columns interleaved)
+            w = self.lm_head.w  # (R/16, D/4, 16, 4)
+            q = w[tok // _QMat.BLOCK, :, tok % _QMat.BLOCK]  # (T, D/4, 4)
+            return q.reshape(tok.shape[0], self.hidden).float().mul_(self.lm_head.scale[tok, None])
+        x = self.embed[tok].float()
         if self.embed_scale is not None:
             x.mul_(self.embed_scale[tok, None])
         return x
@@ -590,8 +638,10 @@ class LeanDecoder:
         fc = self.freqs[P : P + T].unsqueeze(1)  # (T, 1, hd/2) complex
         for li, L in enumerate(self.layers):
             qkv = L.qkv(F.rms_norm(x, (D,), L.ln1, self.eps))  # (T, (H + 2 KV) hd)
-            # q and k heads together: norm, weight (softmax scale folded into q), rotate
-            qk = F.rms_norm(qkv[:, :ks].view(T, NH, hd), (hd,), None, self.eps).mul_(L.qk_norm)
+            # q and k heads together: norm and weight (Qwen3; softmax scale folded into q), rotate
+            qk = qkv[:, :ks].reshape(T, NH, hd)
+            if L.qk_norm is not None:
+                qk = F.rms_norm(qk, (hd,), None, self.eps).mul_(L.qk_norm)
             qk = torch.view_as_real(torch.view_as_complex(qk.view(T, NH, hd // 2, 2)) * fc).view(T, NH, hd)
             kc, vc = K[li], V[li]  # (KV, cap, hd)
             kc[:, P : P + T] = qk[:, H:].transpose(0, 1)

@@ -1,10 +1,12 @@
-"""frs_ros.native: the C int8 Qwen3 kernel behind LeanDecoder (kernel='native'/'portable').
+"""frs_ros.native: the C int8 causal-LM kernel behind LeanDecoder (kernel='native'/'portable').
 
-Checked against the float model (transformers) on tiny random Qwen3s whose sizes hit every
-tail path (rows not a multiple of 16, head_dim not a multiple of 16, prompts longer and shorter
-than the 8-token tile, caches that grow), against each other (SIMD vs portable C: the same integer
-arithmetic), across thread counts (identical bits), and for the errors a user without a compiler
-gets. The kernel is compiled once per machine into the user cache (a few seconds)."""
+Checked against the float model (transformers) on tiny random Qwen3s and Llamas (SmolLM2's family:
+no q/k norm, 3 query heads per KV head, tied head) whose sizes hit every tail path (rows not a
+multiple of 16, head_dim not a multiple of 16, prompts longer and shorter than the token tile,
+caches that grow, decode attention split into position chunks), against each other (SIMD vs
+portable C: the same integer arithmetic), across thread counts (identical bits), and for the
+errors a user without a compiler gets. The kernel is compiled once per machine into the user
+cache (a few seconds)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from frs_ros import optim  # noqa: E402
-from frs_ros.native import NativeKernelError, load_qwen3_int8  # noqa: E402
+from frs_ros.native import NativeKernelError, load_causal_lm_int8  # noqa: E402
+
+FAMILIES = ("qwen3", "llama")
 
 
 def _qwen3(vocab=300, hidden=96, inter=200, layers=2, heads=4, kv=2, head_dim=24, seed=0, std=0.08):
@@ -28,17 +32,35 @@ def _qwen3(vocab=300, hidden=96, inter=200, layers=2, heads=4, kv=2, head_dim=24
     cfg = Qwen3Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
                       num_attention_heads=heads, num_key_value_heads=kv, head_dim=head_dim,
                       tie_word_embeddings=True, max_position_embeddings=1024)
-    model = Qwen3ForCausalLM(cfg).eval()
-    with torch.no_grad():
+    return _randomise(Qwen3ForCausalLM(cfg).eval(), std)
+
+
+def _llama(vocab=300, hidden=108, inter=204, layers=2, heads=6, kv=2, head_dim=20, seed=0, std=0.08, tied=True):
+    """SmolLM2's shape in miniature; o/down (108 rows), q|k|v (200), gate|up (408) and the head
+    (300) are not multiples of 16 rows, head_dim 20 is not a multiple of the 16-lane dot."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+                      num_attention_heads=heads, num_key_value_heads=kv, head_dim=head_dim, rope_theta=1e5,
+                      rms_norm_eps=1e-5, tie_word_embeddings=tied, max_position_embeddings=1024)
+    return _randomise(LlamaForCausalLM(cfg).eval(), std)
+
+
+def _randomise(model, std):
+    with torch.no_grad():  # larger weights than the default init so greedy outputs are not trivial
         for p in model.parameters():
             if p.dim() > 1:
                 p.normal_(0.0, std)
     return model
 
 
-@pytest.fixture(scope="module")
-def model():
-    return _qwen3()
+_BUILD = {"qwen3": _qwen3, "llama": _llama}
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def model(request):
+    return _BUILD[request.param]()
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +85,12 @@ def test_native_forward_is_close_to_the_float_model(model, ids, kernel):
     got = dec.forward(ids, logits_for="all")
     assert got.shape == ref.shape
     assert _rel(got, ref) < 0.05, f"relative logit error {_rel(got, ref):.4f}"
-    assert (got.argmax(-1) == ref.argmax(-1)).float().mean() >= 0.95
+    # Random tiny models have near-tied logits (median top-1/top-2 gap ~0.004, logit std ~0.8) and
+    # int8 moves single logits by up to ~0.18: only near-ties may change the greedy token.
+    top2 = ref.topk(2, -1).values
+    clear = top2[:, 0] - top2[:, 1] > 0.1
+    assert torch.equal(got.argmax(-1)[clear], ref.argmax(-1)[clear])
+    assert (got.argmax(-1) == ref.argmax(-1)).float().mean() >= 0.9
     # no worse than torch's dynamic int8 (fbgemm) on the same model
     tq = optim.LeanDecoder(model, weights="int8", kernel="torch", max_len=512).forward(ids, logits_for="all")
     assert _rel(got, ref) <= _rel(tq, ref) * 1.1
@@ -73,12 +100,14 @@ def test_prefill_in_chunks_then_decode_equals_one_pass(model, ids):
     dec = optim.LeanDecoder(model, weights="int8", kernel="native", max_len=512)
     full = dec.forward(ids, logits_for="all")
     dec.reset()
-    parts = [dec.forward(ids[:5], logits_for="all"),  # < 8 tokens: the one-token path
-             dec.forward(ids[5:150], logits_for="all")]  # tiles of 8 plus a remainder
+    parts = [dec.forward(ids[:3], logits_for="all"),  # < 4 tokens (the AVX2 tile): one-token products
+             dec.forward(ids[3:8], logits_for="all"),  # 5 < 8 tokens (the VNNI/portable tile)
+             dec.forward(ids[8:150], logits_for="all")]  # tiles of 4/8 plus a remainder
     parts += [dec.forward([t])[None] for t in ids[150:170]]  # single-token decode
     parts.append(dec.forward(ids[170:], logits_for="all"))  # crosses the initial capacity
     assert dec.cache.length == len(ids)
-    assert torch.allclose(torch.cat(parts), full, atol=1e-4, rtol=1e-4)
+    # the same sums in the same order however the tokens are batched: identical bits
+    assert torch.equal(torch.cat(parts), full)
 
 
 def test_prefix_reuse_and_cache_copies(model, ids):
@@ -110,13 +139,41 @@ def test_simd_and_portable_builds_agree_and_threads_do_not_change_bits(model, id
     assert all(torch.equal(outs[0], o) for o in outs[1:])  # every output row is computed by one thread
 
 
-def test_greedy_generation_follows_the_float_model():
-    model = _qwen3(vocab=256, hidden=64, inter=128, head_dim=16, seed=3, std=0.05)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_greedy_generation_follows_the_float_model(family):
+    model = _BUILD[family](vocab=256, hidden=96 if family == "llama" else 64, inter=128, head_dim=16, seed=3, std=0.05)
     prompt = list(range(5, 45))
     with torch.no_grad():
         ref = model.generate(torch.tensor([prompt]), max_new_tokens=8, min_new_tokens=8, do_sample=False)[0, 40:]
     got = optim.LeanDecoder(model, weights="int8", kernel="native").generate(prompt, 8)
     assert got[:4] == ref.tolist()[:4]
+
+
+def test_decode_attention_chunks_match_one_pass():
+    """One decoded token over a long cache: its attention is split into (KV head, position chunk)
+    items, spread over the threads and merged; the logits are those of the same position in a
+    multi-token pass, bit for bit."""
+    model = _llama(kv=1, heads=3, hidden=96, head_dim=32, seed=5)  # 1 KV head: up to 4 chunks of the cache
+    ids = [int(i) for i in np.random.default_rng(2).integers(0, 300, 200)]
+    dec = optim.LeanDecoder(model, weights="int8", kernel="native", max_len=256)
+    full = dec.forward(ids, logits_for="all")
+    for n in (199, 65, 64, 32, 31, 1):  # 4, 2, 2, 1, 1 and 1 chunks
+        dec.cache.crop(n)
+        assert torch.equal(dec.forward([ids[n]]), full[n]), n
+
+
+@pytest.mark.parametrize("kernel", ["native", "portable", "torch"])
+def test_tied_head_is_one_int8_copy_and_untied_heads_work(kernel):
+    tied, untied = _llama(seed=1), _llama(seed=1, tied=False)
+    ids = list(range(3, 60))
+    for m in (tied, untied):
+        dec = optim.LeanDecoder(m, weights="int8", kernel=kernel, max_len=128)
+        assert dec.tied == (m is tied)
+        # native: a tied model looks its embeddings up in the packed head (no second table)
+        assert (dec.embed is None) == (m is tied and kernel != "torch")
+        ref = _ref_logits(m, ids)
+        # fbgemm's dynamic int8 (kernel='torch') measured 0.10-0.15 relative error on these models
+        assert _rel(dec.forward(ids, logits_for="all"), ref) < (0.2 if kernel == "torch" else 0.05)
 
 
 def test_packed_matrix_round_trip():
@@ -158,7 +215,7 @@ def test_without_a_compiler_native_raises_and_auto_falls_back(model, tmp_path, m
     monkeypatch.setenv("FRS_NATIVE_CACHE", str(tmp_path / "native"))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     with pytest.raises(NativeKernelError, match="building the native kernel failed"):
-        load_qwen3_int8()
+        load_causal_lm_int8()
     with pytest.raises(NativeKernelError):
         optim.LeanDecoder(model, weights="int8", kernel="native")
     with warnings.catch_warnings(record=True) as caught:
@@ -169,7 +226,7 @@ def test_without_a_compiler_native_raises_and_auto_falls_back(model, tmp_path, m
     assert dec.forward([1, 2, 3]).shape == (300,)
     monkeypatch.setenv("CC", "false")  # a compiler that fails: its exit status is reported
     with pytest.raises(NativeKernelError, match="use kernel='torch'"):
-        load_qwen3_int8()
+        load_causal_lm_int8()
     assert not list((tmp_path / "native").glob("*.so"))  # nothing half-built is left to load
 
 
@@ -185,11 +242,11 @@ def test_odd_widths_fall_back_to_torch():
 
 def test_kernel_is_built_once_and_reused(tmp_path, monkeypatch):
     monkeypatch.setenv("FRS_NATIVE_CACHE", str(tmp_path))
-    lib = load_qwen3_int8(portable=True)
-    built = list(tmp_path.glob("qwen3_int8-portable-*.so"))
-    assert len(built) == 1 and lib.frs_abi_version() == 2
-    assert load_qwen3_int8(portable=True) is lib
-    assert lib.frs_has_vnni() == 0
+    lib = load_causal_lm_int8(portable=True)
+    built = list(tmp_path.glob("causal_lm_int8-portable-*.so"))
+    assert len(built) == 1 and lib.frs_abi_version() == 3
+    assert load_causal_lm_int8(portable=True) is lib
+    assert lib.frs_simd_level() == 0
 
 
 def test_unwritable_cache_dir_is_a_clear_error(tmp_path, monkeypatch):
@@ -197,4 +254,4 @@ def test_unwritable_cache_dir_is_a_clear_error(tmp_path, monkeypatch):
     blocker.write_text("not a directory")
     monkeypatch.setenv("FRS_NATIVE_CACHE", str(blocker / "native"))
     with pytest.raises(NativeKernelError, match="FRS_NATIVE_CACHE"):
-        load_qwen3_int8(portable=True)
+        load_causal_lm_int8(portable=True)

@@ -31,6 +31,26 @@ def _tiny_qwen3(seed: int = 0, std: float = 0.15):
     return model
 
 
+def _tiny_llama(seed: int = 0, std: float = 0.15, **overrides):
+    """SmolLM2's family in miniature: no q/k norm, 3 query heads per KV head, tied head, theta 1e5."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    kw = dict(vocab_size=256, hidden_size=96, intermediate_size=128, num_hidden_layers=2, num_attention_heads=6,
+              num_key_value_heads=2, head_dim=16, tie_word_embeddings=True, max_position_embeddings=512,
+              rope_theta=1e5, rms_norm_eps=1e-5)
+    kw.update(overrides)
+    model = LlamaForCausalLM(LlamaConfig(**kw)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, std)
+    return model
+
+
+_TINY = {"qwen3": _tiny_qwen3, "llama": _tiny_llama}
+
+
 def _hf_greedy(model, ids, n):
     with torch.no_grad():
         out = model.generate(torch.tensor([ids]), max_new_tokens=n, min_new_tokens=n, do_sample=False)
@@ -89,8 +109,9 @@ def test_parameter_count_of_real_qwen3_configs():
 
 
 # ----------------------------------------------------------------- lean decoder
-def test_lean_decoder_matches_hf_greedy_and_logits():
-    model = _tiny_qwen3()
+@pytest.mark.parametrize("family", sorted(_TINY))
+def test_lean_decoder_matches_hf_greedy_and_logits(family):
+    model = _TINY[family]()
     ids = list(range(3, 40))
     dec = optim.LeanDecoder(model, max_len=256)
     assert dec.generate(ids, 12) == _hf_greedy(model, ids, 12)
@@ -101,8 +122,9 @@ def test_lean_decoder_matches_hf_greedy_and_logits():
     assert torch.allclose(got, ref, atol=1e-4)
 
 
-def test_lean_cache_prefix_reuse_is_exact_and_copies_are_independent():
-    model = _tiny_qwen3(1)
+@pytest.mark.parametrize("family", sorted(_TINY))
+def test_lean_cache_prefix_reuse_is_exact_and_copies_are_independent(family):
+    model = _TINY[family](1)
     ids = list(np.random.default_rng(0).integers(0, 256, 300))  # crosses the initial capacity (256)
     with torch.no_grad():
         ref = model(torch.tensor([ids])).logits[0]
@@ -122,9 +144,21 @@ def test_lean_cache_prefix_reuse_is_exact_and_copies_are_independent():
 
 
 def test_lean_decoder_rejects_other_architectures_and_overflow():
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
     model = _tiny_qwen3()
     with pytest.raises(ValueError):
         optim.LeanDecoder(model, weights="int4")
+    qwen2 = Qwen2ForCausalLM(Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1))
+    with pytest.raises(ValueError, match="runs model_type 'qwen3' or 'llama', got 'qwen2'"):
+        optim.LeanDecoder(qwen2)
+    with pytest.raises(ValueError, match="attention_bias=True"):
+        optim.LeanDecoder(_tiny_llama(attention_bias=True))
+    with pytest.raises(ValueError, match="rope_type='llama3'"):
+        optim.LeanDecoder(_tiny_llama(rope_parameters={"rope_type": "llama3", "rope_theta": 5e5, "factor": 8.0,
+                                                       "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                                       "original_max_position_embeddings": 64}))
     dec = optim.LeanDecoder(model, max_len=8)
     with pytest.raises(ValueError):
         dec.forward(list(range(9)))
@@ -164,8 +198,9 @@ def test_lean_hf_reasoner_gives_the_same_rollouts_as_hf(tmp_path):
 
 
 # ----------------------------------------------------------------- int8
-def test_int8_keeps_logits_close_and_greedy_tokens():
-    model = _tiny_qwen3(2, std=0.05)
+@pytest.mark.parametrize("family", sorted(_TINY))
+def test_int8_keeps_logits_close_and_greedy_tokens(family):
+    model = _TINY[family](2, std=0.05)
     ids = list(range(5, 45))
     q = optim.quantize_dynamic_int8(model)
     with torch.no_grad():

@@ -289,3 +289,30 @@ def test_lean_runtimes_from_config(model_dir):
         ReasonerConfig(runtime="onnx")
     with pytest.raises(ValueError, match="runs on the CPU"):
         ReasonerConfig(runtime="lean-int8", device="cuda")
+
+
+def test_lean_int8_runs_a_llama_model_and_refuses_other_architectures(tmp_path):
+    """SmolLM2's family (``LlamaForCausalLM``: no q/k norm, GQA, tied head) on the ROS default
+    runtime; an architecture the lean decoder does not implement is a load error that says what to set."""
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from frs_ros.reasoning.api import build_reasoner
+
+    llama_dir = save_tiny_model(tmp_path / "llama", corpus=[TWIN_TEXT], family="llama")
+    r = build_reasoner(ReasonerConfig(model=str(llama_dir), local_files_only=True, runtime="lean-int8",
+                                      max_new_tokens=32))
+    assert r.runtime == "lean-int8 (native kernel)" and r.runtime_warning == ""
+    twin = _twin()
+    eng = ReasonSegEngine(r.config, reasoner=r, twin_serialiser=lambda t: TWIN_TEXT)
+    first = eng.answer("the mug", twin, _frame(twin), tool_executor=lambda c: "")
+    again = eng.answer("the bowl", twin, _frame(twin), tool_executor=lambda c: "")
+    assert first.status == again.status == "ok" and set(first.target_ids) <= {3, 7, 12}
+    assert again.cached_tokens > 0
+
+    other = tmp_path / "qwen2"
+    tok = AutoTokenizer.from_pretrained(llama_dir)
+    Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=1)).save_pretrained(other)
+    tok.save_pretrained(other)
+    with pytest.raises(ReasonerLoadError, match="use runtime: transformers"):
+        build_reasoner(ReasonerConfig(model=str(other), local_files_only=True, runtime="lean-int8"))

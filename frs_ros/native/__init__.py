@@ -1,9 +1,10 @@
 """Native (C/OpenMP) kernels, compiled on first use for the CPU they run on.
 
-:func:`load_qwen3_int8` returns the ctypes library built from ``qwen3_int8.c`` (the int8 Qwen3
-forward pass behind :class:`frs_ros.optim.LeanDecoder`). It is compiled once per source, compiler
-flags and CPU (``-march=native``: AVX512-VNNI where the CPU has it) into
-``$FRS_NATIVE_CACHE`` (default ``~/.cache/frs_ros/native``) and loaded from there afterwards.
+:func:`load_causal_lm_int8` returns the ctypes library built from ``causal_lm_int8.c`` (the int8
+forward pass of the Qwen3 and Llama families behind :class:`frs_ros.optim.LeanDecoder`). It is
+compiled once per source, compiler flags and CPU (``-march=native``: AVX512-VNNI or AVX2 where
+the CPU has them; ``frs_simd_level()`` says which) into ``$FRS_NATIVE_CACHE`` (default
+``~/.cache/frs_ros/native``) and loaded from there afterwards.
 No compiler, or a failed build, raises :class:`NativeKernelError` saying why; callers fall back
 to the torch path.
 
@@ -22,10 +23,12 @@ import tempfile
 import threading
 from pathlib import Path
 
-__all__ = ["NativeKernelError", "load_qwen3_int8", "native_cache_dir", "FrsMat", "FrsLayer", "FrsModel"]
+__all__ = ["NativeKernelError", "load_causal_lm_int8", "native_cache_dir", "FrsMat", "FrsLayer", "FrsModel"]
 
-SOURCE = Path(__file__).with_name("qwen3_int8.c")
-ABI_VERSION = 2
+SOURCE = Path(__file__).with_name("causal_lm_int8.c")
+ABI_VERSION = 3
+#: ``frs_simd_level()`` of a built kernel
+SIMD_LEVELS = {0: "plain C", 1: "AVX2", 2: "AVX512-VNNI"}
 _BASE_FLAGS = ["-O3", "-std=c11", "-fPIC", "-shared", "-fopenmp", "-ffp-contract=fast"]
 _lock = threading.Lock()
 _loaded: dict[str, ctypes.CDLL] = {}
@@ -102,11 +105,11 @@ def _compiler() -> str:
     return cc
 
 
-def load_qwen3_int8(portable: bool = False) -> ctypes.CDLL:
-    """Build (first call per CPU and source) and load the int8 Qwen3 kernel.
+def load_causal_lm_int8(portable: bool = False) -> ctypes.CDLL:
+    """Build (first call per CPU and source) and load the int8 causal-LM kernel.
 
-    portable: compile without ``-march=native`` and without the AVX512-VNNI path (plain C,
-        compiler-vectorised) — what a CPU without VNNI gets; used by the tests to check both.
+    portable: compile without ``-march=native`` and without the SIMD paths (plain C,
+        compiler-vectorised) — what a CPU without AVX2 gets; used by the tests to check both.
     Raises NativeKernelError when it cannot be built or loaded.
     """
     arch = [] if portable else ["-march=native"]
@@ -116,7 +119,7 @@ def load_qwen3_int8(portable: bool = False) -> ctypes.CDLL:
     key = hashlib.sha256(
         SOURCE.read_bytes() + " ".join([cc] + flags).encode() + _cpu_signature().encode()
     ).hexdigest()[:16]
-    lib_path = native_cache_dir() / f"qwen3_int8-{'portable-' if portable else ''}{key}.so"
+    lib_path = native_cache_dir() / f"causal_lm_int8-{'portable-' if portable else ''}{key}.so"
     with _lock:
         cached = _loaded.get(str(lib_path))
         if cached is not None:
@@ -134,7 +137,7 @@ def load_qwen3_int8(portable: bool = False) -> ctypes.CDLL:
             ctypes.POINTER(FrsModel), ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
             ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
         ]
-        lib.frs_has_vnni.restype = ctypes.c_int
+        lib.frs_simd_level.restype = ctypes.c_int
         _loaded[str(lib_path)] = lib
         return lib
 

@@ -1,9 +1,10 @@
-"""Tiny random Qwen3 + byte-level BPE tokenizer, saved like a real checkpoint.
+"""Tiny random Qwen3 or Llama + byte-level BPE tokenizer, saved like a real checkpoint.
 
 No machine here can download weights, so tests and smoke runs build a miniature model of the
-real architecture (``Qwen3ForCausalLM``), save it with ``save_pretrained`` and load it back
-through the same ``from_pretrained`` path as ``Qwen/Qwen3-0.6B``. ``qwen3_0_6b_config()`` gives
-the real-size config for timing with random weights (speed does not depend on weights).
+real architecture (``Qwen3ForCausalLM``, or ``LlamaForCausalLM`` like SmolLM2), save it with
+``save_pretrained`` and load it back through the same ``from_pretrained`` path as
+``Qwen/Qwen3-0.6B``. ``qwen3_0_6b_config()`` and ``smollm2_135m_config()`` give the real-size
+configs for timing with random weights (speed does not depend on weights).
 """
 
 from __future__ import annotations
@@ -65,6 +66,44 @@ def tiny_qwen3_config(vocab_size: int, layers: int = 2, hidden: int = 64):
     )
 
 
+def tiny_llama_config(vocab_size: int, layers: int = 2, hidden: int = 64):
+    """A miniature SmolLM2 (``LlamaForCausalLM``): grouped-query attention, no q/k norm, tied head."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=hidden // 4,
+        max_position_embeddings=4096,
+        rope_theta=100000.0,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+    )
+
+
+def smollm2_135m_config():
+    """The SmolLM2-135M architecture (``LlamaForCausalLM``, 134.5 M parameters with tied embeddings)."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        head_dim=64,
+        max_position_embeddings=8192,
+        rope_theta=100000.0,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+    )
+
+
 def qwen3_0_6b_config():
     """The Qwen3-0.6B architecture (596 M parameters with tied embeddings)."""
     from transformers import Qwen3Config
@@ -84,16 +123,22 @@ def qwen3_0_6b_config():
     )
 
 
-def save_tiny_model(path: str | Path, corpus: Iterable[str] = (), seed: int = 0, layers: int = 2, hidden: int = 64) -> Path:
-    """Build a tiny random Qwen3 + tokenizer and ``save_pretrained`` both into ``path``."""
+def save_tiny_model(path: str | Path, corpus: Iterable[str] = (), seed: int = 0, layers: int = 2, hidden: int = 64,
+                    family: str = "qwen3") -> Path:
+    """Build a tiny random model (``family`` 'qwen3' or 'llama') + tokenizer and ``save_pretrained``
+    both into ``path``."""
     import torch
-    from transformers import Qwen3ForCausalLM
+    from transformers import LlamaForCausalLM, Qwen3ForCausalLM
 
+    builders = {"qwen3": (Qwen3ForCausalLM, tiny_qwen3_config), "llama": (LlamaForCausalLM, tiny_llama_config)}
+    if family not in builders:
+        raise ValueError(f"family must be one of {sorted(builders)}, got {family!r}")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(corpus)
     torch.manual_seed(seed)
-    model = Qwen3ForCausalLM(tiny_qwen3_config(len(tokenizer), layers, hidden))
+    cls, make_config = builders[family]
+    model = cls(make_config(len(tokenizer), layers, hidden))
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
