@@ -27,11 +27,12 @@ BUILD_KEY_CMD := cd $(ROOT) && { cat package.xml CMakeLists.txt msg/*.msg action
 	"$(VENV)/.frs_bootstrap_stamp" 2>/dev/null; find frs_ros launch config rviz models -name __pycache__ \
 	-prune -o -type f ! -name '*.pyc' -print 2>/dev/null | LC_ALL=C sort; true; } | sha256sum | cut -c1-16
 
-.PHONY: help setup build test demo bench train-report clean distclean
+.PHONY: help setup build launch-tools test demo bench train-report clean distclean
 
 help:
 	@echo "make setup      create .venv with the pinned dependencies (scripts/bootstrap.sh)"
 	@echo "make build      colcon build of the frs_ros package (interfaces + Python) into install/"
+	@echo "make launch-tools  upstream launch/launch_ros/ros2cli from ../shared/ros-launch beside the venv (test_launch_real.py)"
 	@echo "make test       setup + build + pytest on test/ with install/ sourced"
 	@echo "make demo       setup + build + python -m frs_ros.demo"
 	@echo "make bench      real-size performance benchmark: table + charts (docs/performance.md), ~10 min"
@@ -52,6 +53,12 @@ build: setup
 	colcon build --paths $(ROOT) --build-base build --install-base install --symlink-install \
 	    --cmake-args -DPython3_EXECUTABLE=$$VIRTUAL_ENV/bin/python $(COLCON_ARGS) && \
 	echo "$$key" > "$(BUILD_KEY_FILE)" && echo "[build] colcon build done in $$((SECONDS - start)) s"
+
+# `ros2 launch` for test/test_launch_real.py where no ROS 2 install provides it: the upstream sources in
+# ../shared/ros-launch/ros_launch_src.tar.gz (FRS_ROS_LAUNCH_TARBALL), installed once into a cache folder
+# beside the venv (scripts/ros_launch_tools.sh). The test does this itself when needed; CI runs it first.
+launch-tools: setup
+	@$(ENV) && bash scripts/ros_launch_tools.sh
 
 test: build
 	@$(ENV) && source install/setup.sh && \

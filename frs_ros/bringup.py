@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -104,35 +103,30 @@ class Graph:
     twin_buffer: Any
     ground_truth: Any
     query_book: Any
-    _thread: Optional[threading.Thread] = None
+    _spinner: Any = None
     _owns_context: bool = False
     extra: dict = field(default_factory=dict)
 
     def start(self) -> "Graph":
-        self._thread = threading.Thread(target=self._spin, name="frs_bringup_executor", daemon=True)
-        self._thread.start()
+        """Spin the executor on its own thread (``frs_bringup_executor``)."""
+        from frs_ros.nodes.common import Spinner
+
+        self._spinner = Spinner(self.executor, name="frs_bringup_executor").start()
         return self
 
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        try:
-            self.executor.spin()
-        except (ExternalShutdownException, KeyboardInterrupt):
-            pass
-
     def shutdown(self) -> None:
+        """Stop spinning, finalize and destroy the nodes, then shut an owned context down, in that order.
+
+        (Destroying nodes, or shutting the executor down, under a spinning executor raised
+        ``InvalidHandle: cannot use Destroyable because destruction was requested`` in its thread.)
+        """
         import rclpy
 
-        for node in reversed(list(self.nodes.values())):
-            try:
-                self.executor.remove_node(node)
-                node.destroy_node()
-            except Exception:  # noqa: BLE001 - best effort on the way out
-                pass
-        self.executor.shutdown(timeout_sec=2.0)
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
+        from frs_ros.nodes.common import teardown
+
+        if self._spinner is not None:
+            self._spinner.stop()
+        teardown(self.executor, list(reversed(list(self.nodes.values()))))
         if self._owns_context and self.context.ok():
             rclpy.shutdown(context=self.context)
 
@@ -222,24 +216,28 @@ def main(argv: Optional[list[str]] = None) -> int:
     import rclpy
     from rclpy.utilities import remove_ros_args
 
+    from frs_ros.nodes.common import StopSignals
+
     argv = list(sys.argv[1:] if argv is None else argv)
     opts = make_parser().parse_args(remove_ros_args(["frs_bringup"] + argv)[1:])
     arguments = {k: getattr(opts, k) for k in ARGUMENT_PARAMS}
+    stop = StopSignals().install()  # the graph's own Context: rclpy installs no signal handlers for it
     try:
         graph = build_graph(opts.params_file, arguments=arguments, use_sim_camera=opts.use_sim_camera,
                             namespace=opts.namespace, args=["frs_bringup"] + argv)
     except (ParamError, FileNotFoundError) as exc:
+        stop.restore()
         print(f"frs_bringup: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    from rclpy.executors import ExternalShutdownException
-
     try:
-        graph.executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        graph.start()
+        stop.wait(graph._spinner)  # noqa: SLF001 - until SIGINT/SIGTERM (see common.StopSignals)
+    except KeyboardInterrupt:
         pass
     finally:
+        stop.ignore()  # every further signal is ignored: the shutdown runs to its end
         graph.shutdown()
     return 0
 

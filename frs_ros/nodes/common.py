@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import threading
 from typing import Any, Callable, Optional
 
@@ -122,23 +123,170 @@ def node_kwargs(parameter_overrides: Optional[list] = None, context: Any = None,
     return {k: v for k, v in kw.items() if v is not None}
 
 
-def run_node(node_factory: Callable[[], Node], args: Optional[list] = None) -> int:
-    """``main()`` body: init, spin a MultiThreadedExecutor until Ctrl-C, shut down cleanly."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+class StopSignals:
+    """SIGINT and SIGTERM as a *request* to stop, so that a process shuts down in a fixed order.
 
-    rclpy.init(args=args)
-    node = None
+    rclpy's own handlers (``rclpy.init``'s default) shut the context down inside the signal handler,
+    while node threads may still publish ("Failed to publish: publisher's context is invalid" from the
+    twin worker), and they turn every further SIGINT into a ``KeyboardInterrupt`` wherever the main
+    thread happens to be, e.g. inside ``destroy_node()`` (a second Ctrl-C, or a terminal's group
+    signal on top of the one ``ros2 launch`` forwards). Here, with ``rclpy.init(signal_handler_options=
+    SignalHandlerOptions.NO)``:
+
+    - the first signal while the process is still starting (``spinning`` false: a model may be loading
+      in a constructor) raises ``KeyboardInterrupt`` there, to abort the start;
+    - the first signal while spinning only sets ``requested``; the main thread then stops spinning,
+      finalizes and destroys the nodes and shuts the context down, in that order;
+    - every later signal is ignored, and ``ignore()`` (called when the clean-up starts) ignores them at
+      the OS level, so the clean-up always runs to its end and the exit code stays 0 even when a signal
+      lands while the interpreter exits (CPython then resets Python handlers to the default, which
+      kills with -2; an ignored signal stays ignored). Should the clean-up hang, launch escalates to
+      SIGKILL after its own timeouts.
+
+    Python runs signal handlers in the main thread only; ``install`` there (elsewhere it does nothing).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.spinning = False
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def ignore(self) -> None:
+        """Ignore these signals from now on (the process is shutting down)."""
+        self.spinning = self.requested = True
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
+
+    def restore(self) -> None:
+        """Put the handlers back that ``install`` replaced (a caller that returns instead of exiting)."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        first = not self.requested
+        self.requested = True
+        if first and not self.spinning:
+            raise KeyboardInterrupt
+
+    def wait(self, spinner: "Spinner", poll_s: float = 0.1) -> None:
+        """Block the main thread until a stop signal came or ``spinner`` ended by itself [poll_s: s].
+
+        (A short join in a loop: a signal interrupts it at once, and the handler takes no lock that the
+        waiting thread could hold; an Event set from the handler could deadlock on its own lock.)
+        """
+        self.spinning = True
+        while not self.requested and spinner.is_alive():
+            spinner.join(poll_s)
+
+
+class Spinner:
+    """An executor spinning on its own thread until ``stop()``.
+
+    ``stop()`` returns once the thread has left the executor, so nothing is destroyed under a spinning
+    executor (destroying nodes or calling ``executor.shutdown()`` while another thread spins raises
+    ``InvalidHandle: cannot use Destroyable because destruction was requested`` in that thread).
+    """
+
+    def __init__(self, executor: Any, name: str = "frs_executor") -> None:
+        from rclpy.task import Future
+
+        self.executor = executor
+        self.error: Optional[BaseException] = None  # what ended the spin, other than stop() or a context shutdown
+        self._stop = Future()
+        self._thread = threading.Thread(target=self._spin, name=name, daemon=True)
+
+    def start(self) -> "Spinner":
+        self._thread.start()
+        return self
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            self.executor.spin_until_future_complete(self._stop)
+        except ExternalShutdownException:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - printed by the thread's excepthook, kept for the caller
+            self.error = exc
+            raise
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout_s: Optional[float] = None) -> None:
+        self._thread.join(timeout_s)
+
+    def stop(self, timeout_s: float = 10.0) -> bool:
+        """Make the executor return from its spin and wait for that [s]; True when it has."""
+        if not self._stop.done():
+            self._stop.set_result(None)
+        try:
+            self.executor.wake()
+        except Exception:  # noqa: BLE001 - an executor already shut down needs no wake-up
+            pass
+        if self._thread.ident is not None:
+            self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+
+def teardown(executor: Any, nodes: list, timeout_s: float = 10.0) -> None:
+    """Take nodes down in order, with the context still valid; the executor must no longer spin.
+
+    1. lifecycle nodes go through their shutdown transition (``on_shutdown``: worker threads stop,
+       running goals are cancelled), so callbacks still running on executor threads end soon;
+    2. the executor shuts down, waiting for those callbacks [timeout_s];
+    3. the nodes are destroyed. The caller shuts the context down afterwards.
+    """
+    for node in nodes:
+        if hasattr(node, "trigger_shutdown"):
+            try:
+                node.trigger_shutdown()
+            except Exception:  # noqa: BLE001 - already finalized (or never configured): nothing to stop
+                pass
+    if executor is not None:
+        try:
+            executor.shutdown(timeout_sec=timeout_s)
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
+    for node in nodes:
+        node.destroy_node()
+
+
+def run_node(node_factory: Callable[[], Node], args: Optional[list] = None) -> int:
+    """``main()`` body of every frs node: init, spin a MultiThreadedExecutor until SIGINT/SIGTERM, then
+    stop spinning, finalize and destroy the node, and shut the context down, in that order (see
+    ``StopSignals``). Returns 0 after a requested stop, however many signals came; 1 when the executor
+    died on its own (a callback raised: its traceback is printed by the executor thread)."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+
+    stop = StopSignals().install()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    node = executor = spinner = None
     try:
         node = node_factory()
         executor = MultiThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spinner = Spinner(executor, name=f"{node.get_name()}_executor").start()
+        stop.wait(spinner)
+    except KeyboardInterrupt:
+        pass  # stopped while starting
     finally:
-        if node is not None:
-            node.destroy_node()
+        stop.ignore()  # from here on every signal is ignored: the clean-up runs to its end
+        if spinner is not None:
+            spinner.stop()
+        teardown(executor, [node] if node is not None else [])
         if rclpy.ok():
             rclpy.shutdown()
-    return 0
+    return 1 if spinner is not None and spinner.error is not None else 0

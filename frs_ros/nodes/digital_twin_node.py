@@ -10,6 +10,12 @@ process the ``TwinBuffer`` the reasoner reads (twin + frame + tracker, for tools
 
 Simulated scenes: the ``sim`` backends read the simulator's ground truth, given in one process
 by the shared ``StampStore``, else rebuilt from ``frs/sim/instance_ids`` + ``frs/sim/objects``.
+That can arrive after its frame: frames wait for it in a queue (``GroundTruthWait``, up to
+``GT_MAX_WAIT_S``) instead of failing; with no ground truth at all (a real camera, but a ``sim``
+backend configured) the node says so and what to set, once per period.
+
+Shutdown: the worker thread publishes, so it must stop while the context is still valid:
+``on_shutdown``/``destroy_node`` stop it, and ``common.run_node`` runs them before the context goes.
 
 A lifecycle node: ``autostart`` (default) configures and activates it at start. A model that cannot
 load (no weights on this machine, bad path) makes ``on_configure`` return ERROR: the node goes back
@@ -29,13 +35,17 @@ from sensor_msgs.msg import Image
 from visualization_msgs.msg import MarkerArray
 
 from frs_ros.nodes import common, conversions as cv
+from frs_ros.nodes.ground_truth_wait import GroundTruthWait
 from frs_ros.nodes.params import DigitalTwinParams, declare_node_params, read_node_params
 from frs_ros.nodes.geometry import transform_matrix
 from frs_ros.nodes.inputs import FrameTopics, SimGroundTruthTopics
 from frs_ros.nodes.sync import FrameBuffer, StampStore, TwinBuffer, TwinSnapshot
 
-#: how long a frame waits for its simulator ground truth when it comes over topics [s]
-GT_WAIT_S = 0.3
+#: how long a frame may wait for its simulator ground truth before it is dropped [s]; over topics it can
+#: trail the frame by more than 0.3 s at start-up or under load (see ``GroundTruthWait``)
+GT_MAX_WAIT_S = 2.0
+#: how often the worker looks for ground truth while frames wait for it [s]
+GT_POLL_S = 0.01
 
 
 class DigitalTwinNode(LifecycleNode):
@@ -58,6 +68,7 @@ class DigitalTwinNode(LifecycleNode):
         self.update_s = float("nan")  # wall time of the last Tracker.update [s]
         self._stop: Optional[threading.Event] = None
         self._worker: Optional[threading.Thread] = None
+        self.gt_wait: Optional[GroundTruthWait] = None  # the worker's queue of frames waiting for ground truth
         self._pub_twin = self.create_publisher(common_twin_msg(), common.TWIN, common.RELIABLE_QOS)
         self._pub_ids = self.create_publisher(Image, common.TWIN_INSTANCE_IDS, common.RELIABLE_QOS)
         self._pub_markers = self.create_publisher(MarkerArray, common.TWIN_MARKERS, common.RELIABLE_QOS)
@@ -156,34 +167,65 @@ class DigitalTwinNode(LifecycleNode):
         seen, _ = self.frame_buffer.latest()  # only frames that arrive while active
         min_period = 1.0 / self.params.max_rate_hz if self.params.max_rate_hz > 0 else 0.0
         last = 0.0
+        waiting = self.gt_wait = GroundTruthWait(self.ground_truth, max_wait_s=GT_MAX_WAIT_S)
         while not stop.is_set():
-            seen, frame = self.frame_buffer.wait_newer(seen, timeout_s=0.5)
+            seen, frame = self.frame_buffer.wait_newer(seen, timeout_s=GT_POLL_S if len(waiting) else 0.5)
+            frame = self._ready_frame(frame, waiting)
             if frame is None:
                 continue
             wait = min_period - (time.monotonic() - last)
             if wait > 0:
                 if stop.wait(wait):
                     break
-                seen, frame = self.frame_buffer.latest()  # the newest after the pause
+                newest_seen, newest = self.frame_buffer.latest()  # the newest after the pause
+                if newest_seen != seen:
+                    seen = newest_seen
+                    frame = self._ready_frame(newest, waiting) or frame
             last = time.monotonic()
             try:
                 self.process(frame)
             except Exception as exc:  # noqa: BLE001 - the worker's callback boundary
+                if stop.is_set() or not self.context.ok():
+                    break  # shutting down: the publishers are going away
                 self.health.problem(f"update:{type(exc).__name__}", f"the twin update failed on frame {frame.stamp_ns}: {exc}")
 
+    def _ready_frame(self, frame: Any, waiting: GroundTruthWait) -> Any:
+        """The frame to update with now: ``frame`` itself when it needs no ground truth (or has it), else
+        the newest queued frame whose ground truth has arrived; None when there is none yet."""
+        if frame is not None and (not self.needs_gt or frame.gt is not None):
+            return frame
+        if frame is not None:
+            waiting.add(frame)
+        if not len(waiting):
+            return None
+        ready = waiting.pop_ready()
+        self.health.extra["ground_truth"] = {"matched": waiting.matched, "skipped": waiting.skipped,
+                                             "expired": waiting.expired}
+        if ready is None and waiting.expired and waiting.starved_s() > waiting.max_wait_s:
+            p = self.params.twin
+            self.health.problem(
+                "no_ground_truth",
+                f"no simulator ground truth came for {waiting.starved_s():.0f} s on {self._topic(common.SIM_INSTANCE_IDS)} + "
+                f"{self._topic(common.SIM_OBJECTS)}, so the twin is not updated ({waiting.expired} frames dropped): "
+                f"the 'sim' backends (twin.segmenter={p.segmenter}, twin.labeler={p.labeler}) need sim_camera_node with "
+                "publish_ground_truth: true in this namespace. A real camera has no ground truth: set twin.segmenter "
+                "to sam2 and twin.labeler to owlv2 or none.")
+        return ready
+
+    def _topic(self, name: str) -> str:
+        try:
+            return self.resolve_topic_name(name)
+        except Exception:  # noqa: BLE001 - only for the message
+            return name
+
     def _attach_ground_truth(self, frame: Any) -> None:
+        """Attach ground truth that is already there (the worker has waited for it; see ``_ready_frame``)."""
         if not self.needs_gt or frame.gt is not None:
             return
-        deadline = time.monotonic() + GT_WAIT_S
-        while True:
-            item = self.ground_truth.get(frame.stamp_ns)
-            if item is not None:
-                frame.gt = item[1]
-                frame.extras.update(item[2] if len(item) > 2 else {})
-                return
-            if time.monotonic() >= deadline or self._stop is None or self._stop.is_set():
-                return
-            time.sleep(0.01)
+        item = self.ground_truth.get(frame.stamp_ns)
+        if item is not None:
+            frame.gt = item[1]
+            frame.extras.update(item[2] if len(item) > 2 else {})
 
     def _attach_camera_pose(self, frame: Any) -> None:
         if self._tf_buffer is None or "T_world_camera" in frame.extras:
