@@ -10,6 +10,17 @@
    with the simulator's ground truth;
 4. writes the overlays to ``out/demo/*.png`` and an mcap bag of the outputs (``out/demo/bag``:
    recorded by a subscriber from the serialised messages, through the rosbags writer).
+
+The client is the pattern to copy (``GoalClient``): the ``ActionClient`` lives on a node of its own
+with its own single-threaded executor, and the thread that sends the goals is the one that spins
+that executor (``spin_until_future_complete``). Calling ``send_goal_async`` from one thread while
+another thread spins the client's node can lose the goal response in this rclpy (9.x: the
+response can be handled before the returned future is registered; the future then never
+completes and the client waits forever). Its goal/cancel/result services keep up to 1000
+responses (``ACTION_SERVICE_QOS``, as the server's): every client of an action receives every
+client's responses and filters its own, so with rclpy's default (keep-last 10) a client among
+several busy ones can miss its own response (measured: 1 in ~200 goals with 10 concurrent
+clients in another process).
 """
 
 from __future__ import annotations
@@ -91,6 +102,63 @@ class Recorder:
                 self.writer = None
 
 
+class GoalClient:
+    """A ReasonSeg ``ActionClient`` used only from the thread that calls its methods.
+
+    The client node is on its own ``SingleThreadedExecutor``; every method sends and then spins
+    that executor in the calling thread until the answer is there, so goal responses, feedback
+    and results are handled in the sending thread (see the module docstring for why).
+    """
+
+    def __init__(self, context, action_name: str, node_name: str = "frs_demo_client") -> None:
+        import rclpy
+        from rclpy.action import ActionClient
+        from rclpy.executors import SingleThreadedExecutor
+
+        from frs_ros.action import ReasonSeg
+        from frs_ros.nodes.reasoner_node import ACTION_SERVICE_QOS as qos
+
+        self.ReasonSeg = ReasonSeg
+        self.node = rclpy.create_node(node_name, context=context)
+        self.client = ActionClient(self.node, ReasonSeg, action_name, goal_service_qos_profile=qos,
+                                   cancel_service_qos_profile=qos, result_service_qos_profile=qos)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+
+    def wait_for_server(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.client.server_is_ready():
+                return True
+            self.executor.spin_once(timeout_sec=0.05)
+        return False
+
+    def _spin_until(self, future, timeout_s: float, what: str):
+        self.executor.spin_until_future_complete(future, timeout_sec=timeout_s)
+        if not future.done():
+            raise RuntimeError(f"no {what} within {timeout_s:g} s")
+        return future.result()
+
+    def run(self, goal, timeout_s: float = 120.0, feedback_callback=None):
+        """Send ``goal`` and wait for its end; returns the ``GetResult`` response (``.status``, ``.result``)."""
+        handle = self._spin_until(self.client.send_goal_async(goal, feedback_callback=feedback_callback), 10.0,
+                                  "goal response")
+        if not handle.accepted:
+            raise RuntimeError("the goal was not accepted")
+        return self._spin_until(handle.get_result_async(), timeout_s, "result")
+
+    def spin(self, seconds: float) -> None:
+        """Handle this client's callbacks for ``seconds`` (e.g. late feedback)."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=max(0.0, min(0.05, end - time.monotonic())))
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=1.0)
+        self.client.destroy()
+        self.node.destroy_node()
+
+
 def _msg_class(msgtype: str):
     import importlib
 
@@ -121,7 +189,6 @@ def run_demo(out_dir: Path, seed: int = 0, n_frames: int = 20, rate_hz: float = 
              reasoner: Optional[dict] = None, record_inputs: bool = False, timeout_s: float = 120.0) -> dict:
     """Run the demo; returns a summary dict (also printed)."""
     import rclpy
-    from rclpy.action import ActionClient
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import Image
 
@@ -149,14 +216,15 @@ def run_demo(out_dir: Path, seed: int = 0, n_frames: int = 20, rate_hz: float = 
           f"{width}x{height}, events: {[(e['type'], e.get('frame', e.get('end'))) for e in cam.sample.events]}")
     from frs_ros.action import ReasonSeg
 
-    client_node = rclpy.create_node("frs_demo_client", context=graph.context)
-    recorder = Recorder(client_node, dict(OUTPUT_TOPICS, **(INPUT_TOPICS if record_inputs else {})), bag_path)
-    graph.executor.add_node(client_node)
+    # the recorder's subscriptions spin with the graph; the action client spins in this thread
+    recorder_node = rclpy.create_node("frs_demo_recorder", context=graph.context)
+    recorder = Recorder(recorder_node, dict(OUTPUT_TOPICS, **(INPUT_TOPICS if record_inputs else {})), bag_path)
+    graph.executor.add_node(recorder_node)
     graph.start()
+    client = GoalClient(graph.context, common.REASON_SEG)
     summary: dict[str, Any] = {"reasoner": which, "goals": []}
     try:
-        client = ActionClient(client_node, ReasonSeg, common.REASON_SEG)
-        if not client.wait_for_server(timeout_sec=15.0):
+        if not client.wait_for_server(15.0):
             raise RuntimeError("the ReasonSeg action server did not come up")
         reasoner_node = graph.nodes["reasoner_node"]
         if reasoner_node.health.state != "ok":
@@ -175,14 +243,11 @@ def run_demo(out_dir: Path, seed: int = 0, n_frames: int = 20, rate_hz: float = 
         for i, q in enumerate(queries):
             t_goal = time.monotonic()
             feedback: list = []
-            fut = client.send_goal_async(ReasonSeg.Goal(query=q.text, keep_tracking=False),
-                                         feedback_callback=lambda fb: feedback.append(fb.feedback))
-            if not _wait(fut.done, 10.0):
-                raise RuntimeError("goal not accepted within 10 s")
-            rf = fut.result().get_result_async()
-            if not _wait(rf.done, timeout_s):
-                raise RuntimeError(f"no result within {timeout_s} s for '{q.text}'")
-            r = rf.result().result
+            try:
+                r = client.run(ReasonSeg.Goal(query=q.text, keep_tracking=False), timeout_s,
+                               feedback_callback=lambda fb: feedback.append(fb.feedback)).result
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc} for '{q.text}'") from exc
             wall = time.monotonic() - t_goal
             print(f"\n[demo] goal {i + 1} ({q.kind}): \"{q.text}\"")
             print(f"  status: {r.status}{(' — ' + r.error) if r.error else ''}; feedback messages: {len(feedback)}")
@@ -223,9 +288,10 @@ def run_demo(out_dir: Path, seed: int = 0, n_frames: int = 20, rate_hz: float = 
     finally:
         time.sleep(0.3)  # the last messages reach the recorder
         recorder.close()
-        graph.executor.remove_node(client_node)
+        client.close()
+        graph.executor.remove_node(recorder_node)
         graph.shutdown()
-        client_node.destroy_node()
+        recorder_node.destroy_node()
     summary["bag"] = str(bag_path)
     summary["recorded"] = dict(recorder.counts)
     summary["wall_s"] = time.monotonic() - t_start

@@ -98,3 +98,105 @@ def test_feedback_throttle():
     t = FeedbackThrottle(0.1)
     assert t.allow("reasoning", 0.0) and not t.allow("reasoning", 0.05) and t.allow("reasoning", 0.11)
     assert t.allow("running_tool", 0.12)  # a stage change always goes out
+
+
+# ---- issue 14: goal fields, cancel at acceptance, stale twins
+@pytest.mark.parametrize("q", ["\u200b", "\ufeff\u2060", " \u200b\u200c\u200d \t", "\u2060\n"])
+def test_invisible_only_queries_are_blank(q):
+    with pytest.raises(InvalidQueryError, match="empty"):
+        check_goal_query(q, 100)
+
+
+def test_visible_text_with_zero_width_characters_passes():
+    assert check_goal_query("the\u200bmug", 100) == "the\u200bmug"
+
+
+@pytest.mark.parametrize("timeout_s, want", [(0.0, 120.0), (2.5, 2.5), (3600.0, 3600.0), (float("inf"), 3600.0),
+                                             (3.4e38, 3600.0)])
+def test_goal_budget(timeout_s, want):
+    from frs_ros.nodes.goals import goal_budget_s
+
+    budget, note = goal_budget_s(timeout_s, 120.0)
+    assert budget == want and (("clamped" in note) == (timeout_s > 3600))
+
+
+@pytest.mark.parametrize("timeout_s", [-1.0, float("nan"), float("-inf"), -1e-9])
+def test_goal_budget_refuses_nonsense_with_a_reason(timeout_s):
+    from frs_ros.nodes.goals import InvalidGoalError, goal_budget_s
+
+    with pytest.raises(InvalidGoalError, match="timeout_s"):
+        goal_budget_s(timeout_s, 120.0)
+
+
+def test_cancel_before_admit_is_not_lost():
+    arb = GoalArbiter("preempt")
+    a, _ = arb.admit("a" * 32)
+    arb.request_cancel("b" * 32)  # the cancel callback ran before goal b was admitted
+    b, why = arb.admit("b" * 32)
+    assert b is None and why == "" and not a.cancel.is_set()  # b never runs and does not preempt a
+    assert arb.cancel_requested("b" * 32)
+    arb.finish(None, "b" * 32)
+    assert not arb.cancel_requested("b" * 32)
+    arb.request_cancel("a" * 32)  # a running goal is stopped at once
+    assert a.cancel.is_set() and not a.preempted
+    arb.finish(a)
+    assert arb.active is None and not arb.cancel_requested("a" * 32)
+
+
+def test_cancel_memory_is_bounded():
+    arb = GoalArbiter("preempt")
+    for i in range(GoalArbiter.MAX_CANCELS + 10):
+        arb.request_cancel(f"{i:032d}")
+    assert len(arb._cancels) == GoalArbiter.MAX_CANCELS
+
+
+class _Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def _slot(clock):
+    from frs_ros.nodes.sync import LatestSlot
+
+    class Slot(LatestSlot):
+        def wait_newer(self, seen_seq, timeout_s):  # simulated time: waiting advances the clock
+            clock.t += timeout_s
+            return super().wait_newer(seen_seq, 0.0)
+
+    return Slot(clock=clock)
+
+
+def test_wait_for_twin_fresh_stale_none_timeout_cancelled():
+    import threading
+
+    from frs_ros.nodes.goals import wait_for_twin
+
+    clock = _Clock()
+    buf = _slot(clock)
+    kw = dict(wait_s=5.0, max_age_s=3.0, budget_s=60.0, clock=clock)
+    # nothing ever arrives
+    w = wait_for_twin(buf, deadline=60.0, cancel=threading.Event(), **kw)
+    assert w.status == "no_twin" and "twin_wait_s=5" in w.error and w.snapshot is None
+    # a fresh twin
+    buf.put("twin")
+    clock.t += 1.0
+    w = wait_for_twin(buf, deadline=clock.t + 60, cancel=threading.Event(), **kw)
+    assert w.status == "ok" and w.snapshot == "twin" and w.age_s == pytest.approx(1.0)
+    # the camera stalled: the twin ages past max_twin_age_s, and no fresh one comes
+    clock.t += 5.0
+    told = []
+    w = wait_for_twin(buf, deadline=clock.t + 60, cancel=threading.Event(), on_stale=told.append, **kw)
+    assert w.status == "stale_twin" and "max_twin_age_s=3" in w.error and "old" in w.error
+    assert len(told) == 1 and told[0] == pytest.approx(6.0)
+    # no limit
+    assert wait_for_twin(buf, deadline=clock.t + 60, cancel=threading.Event(), **{**kw, "max_age_s": 0.0}).status == "ok"
+    # the goal's budget ends first
+    w = wait_for_twin(buf, deadline=clock.t + 1.0, cancel=threading.Event(), **kw)
+    assert w.status == "timeout" and "60 s" in w.error
+    # cancelled
+    ev = threading.Event()
+    ev.set()
+    assert wait_for_twin(buf, deadline=clock.t + 60, cancel=ev, **kw).status == "cancelled"

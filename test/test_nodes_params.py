@@ -1,6 +1,7 @@
 """The parameter table, the frozen params dataclasses and config/frs.yaml agree."""
 
 import os
+import re
 
 import pytest
 
@@ -101,10 +102,137 @@ def test_declared_parameters_on_real_nodes(ros_context):
             for s in P.NODE_PARAMS[node_name]:
                 assert node.has_parameter(s.name)
                 d = node.describe_parameter(s.name)
-                assert d.description == s.description and d.read_only == s.read_only
+                assert d.description == s.doc and s.description in d.description and d.read_only == s.read_only
             if node_name == "digital_twin_node":
                 assert values["twin.label_vocabulary"] == ["mug"]
             if node_name == "sim_camera_node":
                 assert values["rate_hz"] == 4.0
         finally:
             node.destroy_node()
+
+
+
+# ---- issue 14: the table enforces what it documents, at start, at run time and at configure
+def test_every_parameter_says_when_it_applies():
+    for node, specs in P.NODE_PARAMS.items():
+        fields = set(P.PARAMS_CLASSES[node].__dataclass_fields__)
+        for s in specs:
+            assert s.applies in (P.START, P.RUNTIME, P.CONFIGURE)
+            assert s.read_only == (s.applies == P.START)
+            if s.applies == P.RUNTIME:  # replaced in node.params at once: must be a field of it
+                assert s.name in fields, (node, s.name)
+            if s.applies == P.CONFIGURE:  # only lifecycle nodes configure
+                assert node in ("digital_twin_node", "reasoner_node"), (node, s.name)
+    text = open(YAML, encoding="utf-8").read()
+    assert "; next configure)" in text and "; run time)" in text and "; ro)" in text
+
+
+def test_goal_timeout_ceiling_matches_the_goal_policy():
+    from frs_ros.nodes.goals import MAX_GOAL_TIMEOUT_S
+
+    spec = next(s for s in P.NODE_PARAMS["reasoner_node"] if s.name == "default_timeout_s")
+    assert P.MAX_GOAL_TIMEOUT_S == MAX_GOAL_TIMEOUT_S == spec.range[1]
+
+
+# the run-time cases of issue 14 (all accepted before), and what the refusal must name
+BAD_VALUES = [
+    ("reasoner_node", "default_timeout_s", "abc", "number"),
+    ("reasoner_node", "default_timeout_s", -5.0, "outside [0.1, 3600.0]"),
+    ("reasoner_node", "overlay_alpha", 7.0, "outside [0.0, 1.0]"),
+    ("reasoner_node", "twin_wait_s", float("nan"), "finite"),
+    ("reasoner_node", "tracking_lost_s", float("inf"), "finite"),
+    ("reasoner_node", "max_twin_age_s", -1.0, "outside"),
+    ("reasoner_node", "reasoner.temperature", -3.0, "outside [0.0, 10.0]"),
+    ("reasoner_node", "reasoner.backend", "nonsense", "not one of"),
+    ("camera_ingest_node", "stall_warn_s", -1.0, "outside [0.5, 3600.0]"),
+    ("digital_twin_node", "max_rate_hz", -10.0, "outside [0.0, 120.0]"),
+    ("digital_twin_node", "twin.segmenter", "nonsense", "not one of"),
+    ("digital_twin_node", "twin.coverage_drop", float("-inf"), "finite"),
+]
+
+
+@pytest.mark.parametrize("node, name, value, match", BAD_VALUES)
+def test_bad_values_name_the_parameter_and_what_is_allowed(node, name, value, match):
+    with pytest.raises(P.ParamError, match=re.escape(match)) as info:
+        P.validate_values(node, {name: value})
+    assert f"'{name}'" in str(info.value) and "allowed:" in str(info.value)
+
+
+def test_cross_field_rules_are_checked_too():
+    with pytest.raises(P.ParamError, match="clock_jump_s"):
+        P.validate_values("camera_ingest_node", {"sync_slop_s": 0.5, "clock_jump_s": 0.2})
+    with pytest.raises(P.ParamError, match="top_p"):  # in the table's range [0, 1], refused by ReasonerConfig
+        P.validate_values("reasoner_node", {"reasoner.top_p": 0.0})
+
+
+def _set(node, name, value):
+    from rclpy.parameter import Parameter
+
+    return node.set_parameters([Parameter(name, value=value)])[0]
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("node_name", ["camera_ingest_node", "digital_twin_node", "reasoner_node"])
+def test_invalid_values_are_refused_at_set_time_with_a_reason(ros_context, node_name):
+    """Real rclpy nodes with the table's descriptors and callbacks: every bad value of issue 14 is
+    refused when it is set (the old value stays), with a reason naming the parameter."""
+    import rclpy
+
+    node = rclpy.create_node(node_name, context=ros_context)
+    try:
+        P.declare_node_params(node, node_name)
+        cases = [c for c in BAD_VALUES if c[0] == node_name]
+        assert cases
+        for _, name, value, _match in cases:
+            before = node.get_parameter(name).value
+            r = _set(node, name, value)
+            assert not r.successful, f"{name}={value!r} was accepted"
+            # ours ("...; allowed: a finite number in [lo, hi]") or rclpy's range check ("... Min: lo, Max: hi")
+            assert name in r.reason and ("allowed" in r.reason or "Min:" in r.reason), r.reason
+            assert node.get_parameter(name).value == before
+        # the ROS descriptors carry the ranges too (ros2 param describe)
+        for s in P.NODE_PARAMS[node_name]:
+            d = node.describe_parameter(s.name)
+            if s.range is not None and s.kind == "float":
+                assert (d.floating_point_range[0].from_value, d.floating_point_range[0].to_value) == s.range
+            if s.range is not None and s.kind == "int":
+                assert (d.integer_range[0].from_value, d.integer_range[0].to_value) == s.range
+        # read-only ones are refused by rclpy itself
+        ro = next(s for s in P.NODE_PARAMS[node_name] if s.read_only)
+        assert not _set(node, ro.name, ro.default).successful
+    finally:
+        node.destroy_node()
+
+
+@pytest.mark.ros
+def test_valid_run_time_values_reach_node_params(ros_context):
+    """RUNTIME parameters replace their field of node.params at once; CONFIGURE ones wait."""
+    import rclpy
+
+    from frs_ros.nodes.params import ReasonerParams
+
+    node = rclpy.create_node("reasoner_node", context=ros_context)
+    try:
+        node.params = ReasonerParams.from_values(P.declare_node_params(node, "reasoner_node"))
+        assert _set(node, "twin_wait_s", 1).successful  # an int for a float knob
+        assert node.params.twin_wait_s == 1.0 and isinstance(node.params.twin_wait_s, float)
+        assert _set(node, "overlay_alpha", 0.25).successful and node.params.overlay_alpha == 0.25
+        assert _set(node, "reasoner.temperature", 0.7).successful
+        assert node.params.reasoner.temperature == 0.0  # applied at the next configure
+        assert P.read_node_params(node, "reasoner_node")["reasoner.temperature"] == 0.7
+    finally:
+        node.destroy_node()
+
+
+@pytest.mark.ros
+def test_bad_start_up_value_is_a_named_param_error(ros_context):
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    node = rclpy.create_node("reasoner_node", context=ros_context,
+                             parameter_overrides=[Parameter("overlay_alpha", value=7.0)])
+    try:
+        with pytest.raises(P.ParamError, match="overlay_alpha"):
+            P.declare_node_params(node, "reasoner_node")
+    finally:
+        node.destroy_node()

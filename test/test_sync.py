@@ -103,3 +103,73 @@ def test_throttled_reporter_counts_everything_logs_once_per_period():
     now[0] = 11.0
     assert r.report("bad_encoding") is True
     assert r.counts["bad_encoding"] == 3 and r.total == 4
+
+
+# ---- issue 14: one bad or future-stamped set must not stall the synchroniser; clock jumps reset it
+S = 1_000_000_000
+
+
+def _frame(s, t_ns, tag=""):
+    out = None
+    for k in ("color", "depth", "info"):
+        out = s.add(k, t_ns, f"{k}{tag}@{t_ns}")
+    return out
+
+
+def test_a_rejected_future_set_does_not_make_later_sets_stale():
+    s = ApproximateTimeSync(("color", "depth", "info"), slop_ns=10 * MS)
+    assert _frame(s, 1 * S) is not None
+    future = _frame(s, 3601 * S, "bad")  # one malformed set stamped an hour ahead
+    assert future is not None
+    s.reject()  # the consumer could not convert it
+    assert s.last_emitted_ns == 1 * S
+    for i in range(1, 5):  # normal sets flow again at once
+        assert _frame(s, 1 * S + i * 100 * MS) is not None
+    assert s.jumps == 1  # the forward jump was reported (and then forgotten with the set)
+
+
+def test_clock_jump_back_resets_and_frames_flow():
+    jumps = []
+    s = ApproximateTimeSync(("color", "depth", "info"), slop_ns=10 * MS, on_jump=jumps.append)
+    for i in range(3):
+        assert _frame(s, 60 * S + i * 100 * MS) is not None
+    # a late message (within jump_ns) is stale, as before
+    assert s.add("depth", 60 * S, "late") is None and s.stale == 1 and not jumps
+    # a bag loops / the simulator restarts at t=0: every later set would be "older" without the reset
+    for i in range(3):
+        assert _frame(s, i * 100 * MS) is not None, i
+    assert [j.direction for j in jumps] == ["backward"] and jumps[0].size_s == pytest.approx(60.2)
+    assert s.last_emitted_ns == 200 * MS
+
+
+def test_accepted_jump_forward_then_back_recovers():
+    jumps = []
+    s = ApproximateTimeSync(("color", "depth", "info"), slop_ns=10 * MS, on_jump=jumps.append)
+    assert _frame(s, 10 * S) is not None
+    assert _frame(s, 3610 * S) is not None  # a valid set from the future (an NTP step forward, a bad driver clock)
+    assert _frame(s, 10 * S + 100 * MS) is not None  # the clock comes back: reset, not an hour of stale sets
+    assert [j.direction for j in jumps] == ["forward", "backward"]
+
+
+def test_jump_back_drops_the_old_time_line_but_keeps_the_new():
+    s = ApproximateTimeSync(("color", "depth"), slop_ns=10 * MS)
+    s.add("color", 50 * S, "c50")
+    assert s.add("depth", 50 * S, "d50") is not None
+    s.add("color", 50 * S + 100 * MS, "c50.1")  # waiting for its depth when the clock jumps
+    assert s.add("depth", 1 * S, "d1") is None  # jump back: c50.1 belongs to the old time line
+    assert s.add("color", 1 * S, "c1") == {"color": "c1", "depth": "d1"}
+    assert all(st < 2 * S for st, _ in s._queues["color"])
+
+
+def test_jump_threshold_must_exceed_slop():
+    with pytest.raises(ValueError, match="jump_ns"):
+        ApproximateTimeSync(("a",), slop_ns=2 * S, jump_ns=1 * S)
+
+
+def test_latest_slot_age():
+    now = [100.0]
+    slot = LatestSlot(clock=lambda: now[0])
+    assert slot.age_s() is None and slot.latest_with_age() == (0, None, None)
+    slot.put("a")
+    now[0] = 102.5
+    assert slot.age_s() == pytest.approx(2.5) and slot.latest_with_age() == (1, "a", pytest.approx(2.5))

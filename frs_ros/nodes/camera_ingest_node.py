@@ -2,15 +2,20 @@
 
 Subscribes ``color_topic``, ``depth_topic`` (optional: '' for a colour-only camera) and
 ``camera_info_topic`` with the configured QoS (sensor-data by default), synchronises them by
-stamp (``message_filters.ApproximateTimeSynchronizer`` where it imports, else the tested
-``frs_ros.nodes.sync.ApproximateTimeSync``; latest frame wins), converts encodings
+stamp (the tested ``frs_ros.nodes.sync.ApproximateTimeSync``, latest frame wins; or, with
+``use_message_filters=True`` where it imports, ``message_filters.ApproximateTimeSynchronizer``,
+without the bad-set and clock-jump handling below), converts encodings
 (``conversions.frame_from_msgs``) and hands the newest ``Frame`` on:
 - in one process (``frs_bringup``): into the shared ``FrameBuffer`` the twin node reads;
 - across processes (``republish``): the synchronised set on ``frs/frame/{color,depth,camera_info}``,
   all three with the colour stamp, reliable QoS (the twin node subscribes to these).
 
 A bad message (encoding, size, data length, uncalibrated camera_info) is counted, logged
-throttled with what to fix, and dropped; the node keeps going.
+throttled with what to fix, and dropped; the node keeps going. A dropped set does not count as
+accepted (``ApproximateTimeSync.reject``), so a bad set stamped in the future cannot make the
+later ones look stale. Stamps that go back by more than ``clock_jump_s`` (a bag replay looping, a
+simulator restarting at t=0, an NTP step) reset the synchroniser, with a warning that says so;
+a jump forward is reported too. The stall warning says which of these it saw.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from frs_ros.nodes import common, conversions as cv
 from frs_ros.nodes.params import CameraIngestParams, declare_node_params
-from frs_ros.nodes.sync import ApproximateTimeSync, FrameBuffer
+from frs_ros.nodes.sync import ApproximateTimeSync, ClockJump, FrameBuffer
 
 try:  # real ROS installs
     import message_filters  # type: ignore
@@ -48,6 +53,7 @@ class CameraIngestNode(Node):
         self.frames = 0
         self.received = {"color": 0, "depth": 0, "info": 0}
         self._last_frame_time: Optional[float] = None  # set at the first stall check (the executor runs then)
+        self._problems_at_frame = (0, 0)  # (stale messages, bad sets) when the last frame was accepted
         self._seq = 0
         qos = common.camera_qos(p.qos_reliability, p.qos_depth)
         group = MutuallyExclusiveCallbackGroup()  # sets are assembled in order
@@ -59,7 +65,8 @@ class CameraIngestNode(Node):
                 "depth": self.create_publisher(Image, common.FRAME_DEPTH, common.RELIABLE_QOS) if self._has_depth else None,
                 "info": self.create_publisher(CameraInfo, common.FRAME_INFO, common.RELIABLE_QOS),
             }
-        use_mf = HAVE_MESSAGE_FILTERS if use_message_filters is None else (use_message_filters and HAVE_MESSAGE_FILTERS)
+        # the built-in synchroniser by default: its handling of dropped sets and clock jumps is what the tests pin
+        use_mf = bool(use_message_filters) and HAVE_MESSAGE_FILTERS
         topics = [("color", Image, p.color_topic)] + ([("depth", Image, p.depth_topic)] if self._has_depth else []) + \
                  [("info", CameraInfo, p.camera_info_topic)]
         self.sync_impl = "message_filters" if use_mf else "frs_ros.nodes.sync"
@@ -71,7 +78,8 @@ class CameraIngestNode(Node):
             self._mf = message_filters.ApproximateTimeSynchronizer(self._mf_subs, p.sync_queue_size, p.sync_slop_s)
             self._mf.registerCallback(self.health.guard("synced", "check the camera topics")(self._mf_synced_cb))
         else:
-            self._sync = ApproximateTimeSync([k for k, _, _ in topics], int(p.sync_slop_s * 1e9), p.sync_queue_size)
+            self._sync = ApproximateTimeSync([k for k, _, _ in topics], int(p.sync_slop_s * 1e9), p.sync_queue_size,
+                                             jump_ns=int(p.clock_jump_s * 1e9), on_jump=self._jump_cb)
             self._subs = [self.create_subscription(t, name, self.health.guard(f"{key}_msg")(self._make_cb(key)), qos,
                                                    callback_group=group) for key, t, name in topics]
         self._stall_timer = self.create_timer(min(1.0, p.stall_warn_s / 2.0), self._stall_cb)
@@ -93,8 +101,8 @@ class CameraIngestNode(Node):
         def cb(msg) -> None:
             self.received[key] += 1
             out = self._sync.add(key, cv.stamp_to_ns(msg.header.stamp), msg)
-            if out is not None:
-                self._synced(out["color"], out.get("depth"), out["info"])
+            if out is not None and not self._synced(out["color"], out.get("depth"), out["info"]):
+                self._sync.reject()  # a dropped set must not count as the newest (its stamp may be far ahead)
 
         cb.__name__ = f"{key}_cb"
         return cb
@@ -105,15 +113,28 @@ class CameraIngestNode(Node):
         else:
             self._synced(msgs[0], None, msgs[1])
 
-    def _synced(self, color: Image, depth: Optional[Image], info: CameraInfo) -> None:
+    def _jump_cb(self, jump: ClockJump) -> None:
+        self.health.extra["clock_jumps"] = self.health.extra.get("clock_jumps", 0) + 1
+        if jump.direction == "backward":
+            what = (f"camera stamps jumped back by {jump.size_s:.3f} s (from {jump.from_ns * 1e-9:.3f} to "
+                    f"{jump.to_ns * 1e-9:.3f} s): a bag replay looping, a simulator restarting or an NTP step? The "
+                    "synchroniser was reset and goes on from the new stamps")
+        else:
+            what = (f"camera stamps jumped forward by {jump.size_s:.3f} s (from {jump.from_ns * 1e-9:.3f} to "
+                    f"{jump.to_ns * 1e-9:.3f} s); if the clock comes back, the synchroniser resets then")
+        self.health.problem(f"clock_jump_{jump.direction}", what)
+
+    def _synced(self, color: Image, depth: Optional[Image], info: CameraInfo) -> bool:
+        """Convert and hand on one synchronised set; False when it was dropped (bad message)."""
         try:
             frame = cv.frame_from_msgs(color, depth, info, seq=self._seq)
         except cv.ImageConversionError as exc:
             self.health.problem("bad_frame", f"dropped a camera frame: {exc}")
-            return
+            return False
         self._seq += 1
         self.frames += 1
         self._last_frame_time = time.monotonic()
+        self._problems_at_frame = self._problem_counts()
         self.health.extra["frames"] = self.frames
         if self.frame_buffer is not None:
             self.frame_buffer.put(frame)
@@ -125,6 +146,11 @@ class CameraIngestNode(Node):
                 depth.header.stamp = stamp
                 self._pubs["depth"].publish(depth)
             self._pubs["color"].publish(color)
+        return True
+
+    def _problem_counts(self) -> tuple[int, int]:
+        sync = getattr(self, "_sync", None)
+        return (sync.stale if sync is not None else 0), self.health.reporter.counts.get("bad_frame", 0)
 
     def _stall_cb(self) -> None:
         if self._last_frame_time is None:
@@ -139,8 +165,20 @@ class CameraIngestNode(Node):
         if missing:
             hint = f"nothing received on {missing}: check the topic names and QoS (qos_reliability={p.qos_reliability})"
         else:
+            seen = []
+            sync = getattr(self, "_sync", None)
+            stale, bad = (a - b for a, b in zip(self._problem_counts(), self._problems_at_frame))
+            if stale:
+                last = sync.last_emitted_ns
+                seen.append(f"{stale} message(s) were older than the last accepted set"
+                            f"{'' if last is None else f' (stamp {last * 1e-9:.3f} s)'} and dropped as late (a clock that "
+                            f"went back by less than clock_jump_s={p.clock_jump_s:g} s?)")
+            if bad:
+                seen.append(f"{bad} set(s) failed to convert (see the 'dropped a camera frame' warnings)")
             hint = (f"messages arrive (colour {r['color']}, depth {r['depth']}, camera_info {r['info']}) but no set "
-                    f"matched within sync_slop_s={p.sync_slop_s:g} s or every set failed to convert: compare the stamps")
+                    f"was accepted: " + ("; ".join(seen) if seen else
+                                        f"no colour/depth/camera_info stamps matched within sync_slop_s={p.sync_slop_s:g} s "
+                                        "(compare the header stamps of the three topics)"))
         self.health.problem("no_frames", f"no synchronised frame for {idle:.0f} s; {hint}")
 
 

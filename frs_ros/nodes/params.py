@@ -1,11 +1,24 @@
 """Every ROS parameter of every node, in one table; read once into frozen dataclasses.
 
 The table (``NODE_PARAMS``) is the single source: nodes declare their parameters from it
-(``declare_node_params``: ``ParameterDescriptor`` with description, range, allowed values,
-read-only where a value cannot change at run time), ``config/frs.yaml`` is rendered from it
-(``python -m frs_ros.nodes.params > config/frs.yaml``; the tests check they agree), and
-``*Params.from_values`` turn the values into frozen dataclasses that carry the core
-``TwinConfig`` / ``ReasonerConfig``. ROS-free apart from ``declare_node_params``.
+(``declare_node_params``: ``ParameterDescriptor`` with description, ``FloatingPointRange`` /
+``IntegerRange``, allowed values, read-only where a value cannot change at run time),
+``config/frs.yaml`` is rendered from it (``python -m frs_ros.nodes.params > config/frs.yaml``;
+the tests check they agree), and ``*Params.from_values`` turn the values into frozen dataclasses
+that carry the core ``TwinConfig`` / ``ReasonerConfig``. ROS-free apart from ``declare_node_params``.
+
+One validation path (``validate_values``: type, finite numbers, range, choices, then the
+dataclasses' own checks) serves start-up (``declare_node_params``), every ``set_parameters`` at
+run time (an on-set-parameters callback: a bad value is refused with a reason naming the
+parameter and what is allowed; the node keeps the old value) and each lifecycle configure
+(``read_node_params``). When a parameter applies (``ParamSpec.applies``), said in its descriptor
+and in the YAML:
+
+- ``start``: read-only, set at start (topics, QoS, the camera rate, the goal policy);
+- ``runtime``: a change takes effect at once: ``node.params`` is replaced (a goal reads it when it
+  starts, so a goal already running keeps the values it started with);
+- ``configure``: accepted at run time, applied at the next configure of the lifecycle node (the
+  models and the core configs ``twin.*`` / ``reasoner.*`` are built there).
 
 Core knobs appear under the prefixes ``twin.`` and ``reasoner.``: one ROS parameter per field
 of ``TwinConfig`` / ``ReasonerConfig`` (same name, same default), so a new core knob becomes a
@@ -25,21 +38,59 @@ from frs_ros.twin.config import TwinConfig
 
 NODE_NAMES = ("sim_camera_node", "camera_ingest_node", "digital_twin_node", "reasoner_node")
 
+#: The longest time budget of a goal [s] (``goals.MAX_GOAL_TIMEOUT_S``; kept equal by a test):
+#: ``default_timeout_s``'s upper bound.
+MAX_GOAL_TIMEOUT_S = 3600.0
+
+
+#: When a parameter change applies (``ParamSpec.applies``); see the module docstring.
+START, RUNTIME, CONFIGURE = "start", "runtime", "configure"
+APPLIES_NOTE = {
+    START: "read-only: set at start",
+    RUNTIME: "settable at run time, takes effect at once",
+    CONFIGURE: "settable at run time, applied at the next configure",
+}
+
 
 @dataclass(frozen=True)
 class ParamSpec:
     """One parameter: ROS name (dots nest in YAML), default, description [with units].
 
-    range: (min, max) for numbers (inclusive); choices: allowed strings; read_only: cannot be
-    changed after start (topics, QoS, models).
+    applies: START (read-only) | RUNTIME (takes effect at once) | CONFIGURE (lifecycle nodes:
+    applied at the next configure); range: (min, max) for numbers (inclusive); choices: allowed
+    strings. Floats must be finite.
     """
 
     name: str
     default: Any
     description: str
-    read_only: bool = True
+    applies: str = START
     range: Optional[tuple[float, float]] = None
     choices: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.applies not in APPLIES_NOTE:
+            raise ValueError(f"parameter {self.name}: applies must be one of {list(APPLIES_NOTE)}, got {self.applies!r}")
+
+    @property
+    def read_only(self) -> bool:
+        return self.applies == START
+
+    @property
+    def doc(self) -> str:
+        """The description with when a change applies (the ROS descriptor's description)."""
+        return f"{self.description} ({APPLIES_NOTE[self.applies]})"
+
+    def allowed(self) -> str:
+        """What values are allowed, in words (for error messages)."""
+        kind = self.kind
+        if self.choices:
+            return f"one of {list(self.choices)}"
+        if kind in ("int", "float"):
+            what = "an integer" if kind == "int" else "a finite number"
+            return what + (f" in [{self.range[0]}, {self.range[1]}]" if self.range is not None else "")
+        return {"bool": "true or false", "str": "a string", "int_array": "a list of integers",
+                "str_array": "a list of strings"}[kind]
 
     @property
     def kind(self) -> str:
@@ -59,7 +110,6 @@ class ParamSpec:
         raise TypeError(f"parameter {self.name}: unsupported default {d!r}")
 
 
-_INF = math.inf
 CAMERA_TOPICS = dict(
     color="/camera/color/image_raw",
     depth="/camera/aligned_depth_to_color/image_raw",
@@ -73,7 +123,7 @@ _SIM_CAMERA = [
     ParamSpec("depth_encoding", "16UC1", "depth encoding: 16UC1 [mm, 0 = invalid] like RealSense/Azure drivers, or 32FC1 [m, NaN = invalid]",
               choices=("16UC1", "32FC1")),
     ParamSpec("frame_id", "camera_color_optical_frame", "frame_id of every published header (camera optical frame)"),
-    ParamSpec("rate_hz", 10.0, "publishing rate [Hz]", read_only=False, range=(0.1, 120.0)),
+    ParamSpec("rate_hz", 10.0, "publishing rate [Hz]", range=(0.1, 120.0)),
     ParamSpec("seed", 0, "episode seed of the simulated world", range=(0, 2**31 - 1)),
     ParamSpec("split", "test", "query/template split of the simulated world", choices=("train", "val", "test")),
     ParamSpec("n_frames", 30, "frames per episode (>= 8 for object events and temporal queries)", range=(2, 100000)),
@@ -96,7 +146,12 @@ _INGEST = [
     ParamSpec("sync_queue_size", 5, "messages kept per stream while waiting for partners", range=(1, 100)),
     ParamSpec("republish", True,
               "republish each synchronised set on /frs/frame/{color,depth,camera_info} with identical stamps (the cross-process hand-off; record these)"),
-    ParamSpec("stall_warn_s", 5.0, "warn (throttled) when no synchronised frame came for this long [s]", read_only=False, range=(0.5, 3600.0)),
+    ParamSpec("clock_jump_s", 1.0,
+              "a set stamped this much older than the last accepted one is a clock jump (bag loop, simulator restart, "
+              "NTP step), not a late message: the synchroniser resets and goes on from the new stamps [s] "
+              "(must exceed sync_slop_s)", range=(0.01, 3600.0)),
+    ParamSpec("stall_warn_s", 5.0, "warn (throttled) when no synchronised frame came for this long [s]", applies=RUNTIME,
+              range=(0.5, 3600.0)),
 ]
 
 _AUTOSTART = ParamSpec(
@@ -106,9 +161,9 @@ _AUTOSTART = ParamSpec(
 _TWIN_NODE = [
     _AUTOSTART,
     ParamSpec("max_rate_hz", 0.0, "twin update rate cap [Hz]; 0 = as fast as frames come (stale frames are skipped)",
-              read_only=False, range=(0.0, 120.0)),
+              applies=CONFIGURE, range=(0.0, 120.0)),
     ParamSpec("instance_ids_encoding", "32SC1", "encoding of /frs/twin/instance_ids", choices=("32SC1", "mono16")),
-    ParamSpec("publish_markers", True, "publish /frs/twin/markers (labels + 3-D centroids)", read_only=False),
+    ParamSpec("publish_markers", True, "publish /frs/twin/markers (labels + 3-D centroids)", applies=RUNTIME),
     ParamSpec("world_frame", "",
               "fixed frame whose tf2 transform to the camera gives each frame's camera pose (ego-motion); "
               "'' = estimate it from static objects (twin.ego_motion) or take it from the simulator"),
@@ -119,16 +174,20 @@ _REASONER_NODE = [
     ParamSpec("goal_policy", "preempt",
               "a goal arriving while another runs: preempt (the running goal ends 'cancelled') or reject (the new goal is refused)",
               choices=("preempt", "reject")),
-    ParamSpec("default_timeout_s", 120.0, "time budget of a goal whose timeout_s is 0 [s]", read_only=False, range=(0.1, 3600.0)),
-    ParamSpec("twin_wait_s", 5.0, "how long a goal waits for a first digital twin before ending 'no_twin' [s]",
-              read_only=False, range=(0.0, 600.0)),
+    ParamSpec("default_timeout_s", 120.0, "time budget of a goal whose timeout_s is 0 [s] (larger goal budgets are "
+              "clamped to 3600 s)", applies=RUNTIME, range=(0.1, MAX_GOAL_TIMEOUT_S)),
+    ParamSpec("twin_wait_s", 5.0, "how long a goal waits for a digital twin (a fresh one when the latest is older than "
+              "max_twin_age_s) before ending 'no_twin' / 'stale_twin' [s]", applies=RUNTIME, range=(0.0, 600.0)),
+    ParamSpec("max_twin_age_s", 3.0,
+              "a goal is never answered from a twin older than this (time since the reasoner received it) [s]; set it to a "
+              "few twin update periods (slow CPU models need more); 0 = no limit", applies=RUNTIME, range=(0.0, 3600.0)),
     ParamSpec("allow_tracking", True, "honour goal.keep_tracking: republish the answered target(s) every frame until cancelled or replaced",
-              read_only=False),
-    ParamSpec("tracking_lost_s", 5.0, "stop tracking after the target(s) were not visible for this long [s]", read_only=False,
-              range=(0.1, 3600.0)),
+              applies=RUNTIME),
+    ParamSpec("tracking_lost_s", 5.0, "stop tracking after the target(s) were not visible for this long [s] (from the "
+              "next answered goal)", applies=RUNTIME, range=(0.1, 3600.0)),
     ParamSpec("target_frame", "", "frame for target centroids via tf2 ('' = camera optical frame; without tf2 the optical frame is used)",
-              read_only=False),
-    ParamSpec("overlay_alpha", 0.5, "opacity of the mask tint in /frs/target/overlay", read_only=False, range=(0.0, 1.0)),
+              applies=CONFIGURE),
+    ParamSpec("overlay_alpha", 0.5, "opacity of the mask tint in /frs/target/overlay", applies=RUNTIME, range=(0.0, 1.0)),
 ]
 
 # ---- core knobs: descriptions for the twin./reasoner. parameters (one per config field)
@@ -257,9 +316,9 @@ def _core_specs(prefix: str, cls: type, docs: Mapping[str, str]) -> list[ParamSp
             default = list(default)
         name = f"{prefix}.{f.name}"
         doc = docs.get(f.name) or _doc_of(cls, f.name) or f"{cls.__name__}.{f.name} (see {cls.__module__})"
-        # not read-only: the lifecycle nodes read them again at each configure (models reload then)
-        specs.append(ParamSpec(name, default, doc + " (applied at the next configure)", read_only=False,
-                               range=_RANGES.get(name), choices=_CHOICES.get(name, ())))
+        # the lifecycle nodes read them again at each configure (models reload then)
+        specs.append(ParamSpec(name, default, doc, applies=CONFIGURE, range=_RANGES.get(name),
+                               choices=_CHOICES.get(name, ())))
     return specs
 
 
@@ -324,33 +383,43 @@ class ParamError(ValueError):
 
 
 def coerce(spec: ParamSpec, value: Any) -> Any:
-    """Check/convert one value against its spec (int -> float allowed; YAML lists -> lists)."""
+    """Check/convert one value against its spec (int -> float allowed; YAML lists -> lists).
+
+    Raises ``ParamError`` naming the parameter and what is allowed: wrong type, NaN or inf,
+    outside the range, not one of the choices.
+    """
     kind = spec.kind
+
+    def bad(why: str) -> ParamError:
+        return ParamError(f"parameter '{spec.name}' {why}; allowed: {spec.allowed()}")
+
     if kind == "bool":
         if not isinstance(value, bool):
-            raise ParamError(f"parameter '{spec.name}' must be true/false, got {value!r}")
+            raise bad(f"must be true/false, got {value!r}")
     elif kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ParamError(f"parameter '{spec.name}' must be an integer, got {value!r}")
+            raise bad(f"must be an integer, got {value!r}")
     elif kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ParamError(f"parameter '{spec.name}' must be a number, got {value!r}")
+            raise bad(f"must be a number, got {value!r}")
         value = float(value)
+        if not math.isfinite(value):
+            raise bad(f"must be a finite number, got {value}")
     elif kind == "str":
         if not isinstance(value, str):
-            raise ParamError(f"parameter '{spec.name}' must be a string, got {value!r}")
+            raise bad(f"must be a string, got {value!r}")
     elif kind == "int_array":
         if not isinstance(value, (list, tuple)) or not all(isinstance(x, int) and not isinstance(x, bool) for x in value):
-            raise ParamError(f"parameter '{spec.name}' must be a list of integers, got {value!r}")
+            raise bad(f"must be a list of integers, got {value!r}")
         value = [int(x) for x in value]
     elif kind == "str_array":
         if not isinstance(value, (list, tuple)) or not all(isinstance(x, str) for x in value):
-            raise ParamError(f"parameter '{spec.name}' must be a list of strings, got {value!r}")
+            raise bad(f"must be a list of strings, got {value!r}")
         value = [str(x) for x in value]
     if spec.range is not None and kind in ("int", "float") and not (spec.range[0] <= value <= spec.range[1]):
-        raise ParamError(f"parameter '{spec.name}' = {value} is outside [{spec.range[0]}, {spec.range[1]}]")
+        raise bad(f"= {value} is outside [{spec.range[0]}, {spec.range[1]}]")
     if spec.choices and value not in spec.choices:
-        raise ParamError(f"parameter '{spec.name}' = {value!r} is not one of {list(spec.choices)}")
+        raise bad(f"= {value!r} is not one of {list(spec.choices)}")
     return value
 
 
@@ -365,6 +434,16 @@ def resolve_values(node_name: str, overrides: Mapping[str, Any] | None = None) -
     if unknown:
         raise ParamError(f"unknown parameter(s) {unknown} for {node_name}; valid: {sorted(specs)}")
     return {n: coerce(s, overrides.get(n, s.default)) for n, s in specs.items()}
+
+
+def validate_values(node_name: str, values: Mapping[str, Any]) -> Any:
+    """The frozen params dataclass of ``node_name`` from a full set of values, or ``ParamError``.
+
+    The one validation path: each value against its spec (``resolve_values``), then the
+    dataclass and core-config checks (cross-field rules such as a reasoning budget below
+    ``max_new_tokens``). Used at start-up, at every run-time set and at configure.
+    """
+    return PARAMS_CLASSES[node_name].from_values(resolve_values(node_name, values))
 
 
 def _sub(values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
@@ -407,11 +486,16 @@ class CameraIngestParams:
     sync_slop_s: float
     sync_queue_size: int
     republish: bool
+    clock_jump_s: float
     stall_warn_s: float
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> "CameraIngestParams":
-        return cls(**_plain(values, _INGEST))
+        p = cls(**_plain(values, _INGEST))
+        if p.clock_jump_s <= p.sync_slop_s:
+            raise ParamError(f"parameter 'clock_jump_s' = {p.clock_jump_s} must be larger than sync_slop_s = {p.sync_slop_s}: "
+                             "a stamp spread within a set cannot be a clock jump")
+        return p
 
 
 @dataclass(frozen=True)
@@ -438,6 +522,7 @@ class ReasonerParams:
     goal_policy: str
     default_timeout_s: float
     twin_wait_s: float
+    max_twin_age_s: float
     allow_tracking: bool
     tracking_lost_s: float
     target_frame: str
@@ -465,10 +550,15 @@ PARAMS_CLASSES = {
 def declare_node_params(node: Any, node_name: str) -> dict[str, Any]:
     """Declare every parameter of ``node_name`` on ``node`` once; returns the checked values.
 
+    Descriptors carry the description (with when a change applies), ``read_only``,
+    ``IntegerRange`` / ``FloatingPointRange`` and the choices as ``additional_constraints``.
     Floats are declared with dynamic typing so that a YAML ``1`` for a ``1.0`` knob is accepted
-    (and converted) instead of killing the node; everything else is strictly typed.
+    (and converted) instead of killing the node; everything else is strictly typed. Then the
+    run-time checks are installed (``install_param_callbacks``). Raises ``ParamError`` for a bad
+    start-up value.
     """
-    from rcl_interfaces.msg import IntegerRange, ParameterDescriptor, ParameterType
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
     from rclpy.parameter import Parameter
 
     type_of = {
@@ -482,30 +572,102 @@ def declare_node_params(node: Any, node_name: str) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     for spec in NODE_PARAMS[node_name]:
         kind = spec.kind
-        desc = ParameterDescriptor(name=spec.name, description=spec.description, read_only=spec.read_only)
-        if spec.choices:
-            desc.additional_constraints = "one of: " + ", ".join(spec.choices)
+        desc = ParameterDescriptor(name=spec.name, description=spec.doc, read_only=spec.read_only)
+        constraints = [f"one of: {', '.join(spec.choices)}"] if spec.choices else []
+        if spec.range is not None and kind in ("int", "float"):
+            constraints.append(f"range [{spec.range[0]}, {spec.range[1]}]")
         if kind == "float":
             desc.dynamic_typing = True
+            constraints.append("finite")
             if spec.range is not None:
-                lo, hi = spec.range
-                desc.additional_constraints = (desc.additional_constraints + "; " if desc.additional_constraints else "") + \
-                    f"range [{lo}, {hi}]"
+                desc.floating_point_range = [FloatingPointRange(from_value=float(spec.range[0]), to_value=float(spec.range[1]),
+                                                                step=0.0)]
         else:
             desc.type = type_of[kind]
             if kind == "int" and spec.range is not None:
                 desc.integer_range = [IntegerRange(from_value=int(spec.range[0]), to_value=int(spec.range[1]), step=0)]
+        desc.additional_constraints = "; ".join(constraints)
         default = list(spec.default) if isinstance(spec.default, (list, tuple)) else spec.default
-        if kind in ("str_array", "int_array") and not default:
-            # an empty list would be typed BYTE_ARRAY: declare the type without a value
-            ptype = Parameter.Type.STRING_ARRAY if kind == "str_array" else Parameter.Type.INTEGER_ARRAY
-            value = node.declare_parameter(spec.name, ptype, desc).value
-            raw[spec.name] = [] if value is None else list(value)
-        else:
-            raw[spec.name] = node.declare_parameter(spec.name, default, desc).value
-        if isinstance(raw[spec.name], (tuple, list)) or type(raw[spec.name]).__name__ == "array":
-            raw[spec.name] = list(raw[spec.name])
-    return resolve_values(node_name, raw)
+        try:
+            if kind in ("str_array", "int_array") and not default:
+                # an empty list would be typed BYTE_ARRAY: declare the type without a value
+                ptype = Parameter.Type.STRING_ARRAY if kind == "str_array" else Parameter.Type.INTEGER_ARRAY
+                value = node.declare_parameter(spec.name, ptype, desc).value
+                raw[spec.name] = [] if value is None else list(value)
+            else:
+                raw[spec.name] = node.declare_parameter(spec.name, default, desc).value
+        except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
+            raise ParamError(f"parameter '{spec.name}' has an invalid start-up value ({exc}); allowed: {spec.allowed()}") from exc
+        raw[spec.name] = _plain_value(raw[spec.name])
+    values = resolve_values(node_name, raw)
+    validate_values(node_name, values)
+    install_param_callbacks(node, node_name)
+    return values
+
+
+def _plain_value(v: Any) -> Any:
+    """A rclpy parameter value as plain Python (arrays -> lists)."""
+    if isinstance(v, (tuple, list)) or type(v).__name__ == "array":
+        return list(v)
+    return v
+
+
+def install_param_callbacks(node: Any, node_name: str) -> None:
+    """Run-time parameter checks and updates on ``node`` (``declare_node_params`` calls it).
+
+    - on set (before the value is stored): ``validate_values`` on the current values with the
+      changes; a bad change is refused with the reason (the parameter, what is allowed) and the
+      old value stays;
+    - after set: RUNTIME parameters replace their field in ``node.params`` (the node's frozen
+      params dataclass) at once; CONFIGURE ones are logged as applied at the next configure.
+    """
+    import dataclasses as dc
+
+    from rcl_interfaces.msg import SetParametersResult
+    from rclpy.parameter import Parameter
+
+    specs = {s.name: s for s in NODE_PARAMS[node_name]}
+
+    def on_set(parameters: list) -> SetParametersResult:
+        changes: dict[str, Any] = {}
+        for prm in parameters:
+            spec = specs.get(prm.name)
+            if spec is None:
+                continue  # not ours (use_sim_time, ...)
+            if prm.type_ == Parameter.Type.NOT_SET:
+                return SetParametersResult(successful=False, reason=f"parameter '{spec.name}' cannot be unset; "
+                                                                    f"allowed: {spec.allowed()}")
+            try:
+                changes[spec.name] = coerce(spec, _plain_value(prm.value))
+            except ParamError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+        if changes:
+            try:
+                validate_values(node_name, {**read_node_params(node, node_name), **changes})
+            except ParamError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    def after_set(parameters: list) -> None:
+        now: dict[str, Any] = {}
+        for prm in parameters:
+            spec = specs.get(prm.name)
+            if spec is None:
+                continue
+            value = coerce(spec, _plain_value(prm.value))
+            if spec.applies == RUNTIME:
+                now[spec.name] = value
+                node.get_logger().info(f"parameter {spec.name} = {value!r}: takes effect now")
+            else:
+                node.get_logger().info(
+                    f"parameter {spec.name} = {value!r}: applied at the next configure "
+                    f"(ros2 lifecycle set {node.get_fully_qualified_name()} deactivate, cleanup, configure, activate)")
+        current = getattr(node, "params", None)
+        if now and current is not None:
+            node.params = dc.replace(current, **now)
+
+    node.add_on_set_parameters_callback(on_set)
+    node.add_post_set_parameters_callback(after_set)
 
 
 def read_node_params(node: Any, node_name: str) -> dict[str, Any]:
@@ -516,8 +678,7 @@ def read_node_params(node: Any, node_name: str) -> dict[str, Any]:
             v = node.get_parameter(spec.name).value
         except Exception:  # noqa: BLE001 - an uninitialised (statically typed, empty) array
             v = None
-        raw[spec.name] = list(v) if isinstance(v, (list, tuple)) or type(v).__name__ == "array" else \
-            ([] if v is None and spec.kind.endswith("array") else v)
+        raw[spec.name] = _plain_value(v) if v is not None or not spec.kind.endswith("array") else []
     return resolve_values(node_name, raw)
 
 
@@ -580,7 +741,10 @@ def render_yaml() -> str:
         "# Generated from frs_ros/nodes/params.py (python -m frs_ros.nodes.params > config/frs.yaml);",
         "# edit values freely, keep the keys (test/test_nodes_params.py checks they match the nodes).",
         "# Used by launch/bringup.launch.py (params_file) and by frs_bringup / frs_ros.demo.",
-        "# Units in brackets. (ro) = read-only: set at start, cannot be changed at run time.",
+        "# Units in brackets. When a change applies: (ro) read-only, set at start; (run time) settable while",
+        "# running, takes effect at once (a goal reads the values when it starts); (next configure) settable",
+        "# while running, applied at the next configure of the lifecycle node (models and core configs).",
+        "# Out-of-range, NaN/inf, wrong-type or unknown-choice values are refused, at start and at run time.",
         "",
     ]
     for node in NODE_NAMES:
@@ -602,8 +766,7 @@ def render_yaml() -> str:
                 extra.append("one of " + " | ".join(spec.choices))
             if spec.range is not None:
                 extra.append(f"range [{spec.range[0]}, {spec.range[1]}]")
-            if spec.read_only:
-                extra.append("ro")
+            extra.append({START: "ro", RUNTIME: "run time", CONFIGURE: "next configure"}[spec.applies])
             note = spec.description + (f" ({'; '.join(extra)})" if extra else "")
             lines.append(f"{indent}# {note}")
             lines.append(f"{indent}{leaf or spec.name}: {_yaml_scalar(spec.default)}")

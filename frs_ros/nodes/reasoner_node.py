@@ -1,8 +1,10 @@
 """reasoner_node: the ``ReasonSeg`` action server (``frs/reason_seg``) over ``ReasonSegEngine``.
 
-Per goal: check the query -> apply the concurrent-goal policy -> wait for a twin
-(``twin_wait_s``) -> ``engine.answer(query, twin, frame)`` with streaming feedback (stage +
-rollout so far), cancellation between tokens and a time budget -> on ``ok`` publish
+Per goal: check the query and the time budget -> apply the concurrent-goal policy -> wait for a
+twin no older than ``max_twin_age_s`` (up to ``twin_wait_s``) -> ``engine.answer(query, twin,
+frame)`` with streaming feedback (stage + rollout so far), cancellation between tokens (and
+before each stage: a cancel that arrives right after acceptance is honoured) and a time budget
+-> on ``ok`` publish
 ``frs/target/mask`` (mono8 0/255, the source image's header), ``frs/target/overlay`` (rgb8),
 ``frs/targets`` (frs_ros/TargetArray: depth stats + 3-D centroids), ``frs/target/markers``
 (and ``frs/target/detections``, vision_msgs/Detection2DArray, where vision_msgs imports) ->
@@ -13,7 +15,11 @@ imports (without tf2, or when a transform is missing, the optical frame is kept 
 logged, throttled).
 
 Twin input: the shared ``TwinBuffer`` in one process (the tracker comes along, so tools update
-persistent tracks), else ``frs/twin`` + ``frs/frame/*`` (+ ``frs/sim/*`` for the oracle).
+persistent tracks), else ``frs/twin`` + ``frs/frame/*`` (+ ``frs/sim/*`` for the oracle). The
+twin's age (time since it was handed to this node) is on ``~/status`` as ``twin_age_s``.
+
+The action's goal, cancel and result services have a deep request queue (``ACTION_SERVICE_QOS``),
+so bursts of goals or cancels all get a response.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import numpy as np
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Empty
 from visualization_msgs.msg import MarkerArray
@@ -34,7 +41,7 @@ from visualization_msgs.msg import MarkerArray
 from frs_ros.nodes import common, conversions as cv
 from frs_ros.nodes.geometry import apply_transform
 from frs_ros.nodes.goals import (FeedbackThrottle, GoalArbiter, TrackingSession, answer_outcome, cancel_reason,
-                                 check_goal_query)
+                                 check_goal_query, goal_budget_s, wait_for_twin)
 from frs_ros.nodes.inputs import FrameTopics, SimGroundTruthTopics
 from frs_ros.nodes.params import (ReasonerParams, declare_node_params, read_node_params, resolve_model_path,
                                   share_dirs)
@@ -50,6 +57,16 @@ except Exception:  # noqa: BLE001
 
 #: seconds between two streamed feedback messages of the same stage (stage changes go at once)
 FEEDBACK_PERIOD_S = 0.1
+#: Goal, cancel and result services of the action server. rclpy's default (the services profile,
+#: keep-last 10) silently dropped requests beyond 10 queued ones: of 20 goals sent back to back
+#: only 10-11 got a goal response and the client waited forever (issue 14; a cancel storm lost
+#: half its cancels the same way). 1000 queued requests cost < 1 MB (measured: +0.8 MB RSS
+#: for 5 servers) and cover bursts far beyond what a robot's clients send.
+ACTION_SERVICE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                                durability=DurabilityPolicy.VOLATILE)
+#: how long a client-cancelled goal waits for its action state to become CANCELING before it ends
+#: (the cancel callback runs just before rclpy updates the state) [s]
+CANCEL_STATE_WAIT_S = 1.0
 
 
 class ReasonerNode(LifecycleNode):
@@ -97,15 +114,8 @@ class ReasonerNode(LifecycleNode):
             self._gt_topics = SimGroundTruthTopics(self, self.health, self._gt, self.query_book)
             self.create_subscription(DigitalTwin, common.TWIN, self.health.guard("twin")(self._twin_cb), q)
 
-        # --- tf2 (optional)
+        # --- tf2 (optional): set up at configure, when target_frame is read
         self._tf_buffer = None
-        if p.target_frame:
-            if HAVE_TF2:
-                self._tf_buffer = tf2_ros.Buffer()
-                self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
-            else:
-                self.get_logger().warning(f"target_frame '{p.target_frame}' is set but tf2_ros is not installed: target "
-                                          "centroids stay in the camera optical frame")
 
         self._given_engine = engine
         self.engine = None
@@ -115,7 +125,10 @@ class ReasonerNode(LifecycleNode):
         self._action_type = ReasonSeg
         self._server = ActionServer(self, ReasonSeg, common.REASON_SEG, execute_callback=self._execute_cb,
                                     goal_callback=self._goal_cb, cancel_callback=self._cancel_cb,
-                                    callback_group=self._group)
+                                    callback_group=self._group, goal_service_qos_profile=ACTION_SERVICE_QOS,
+                                    cancel_service_qos_profile=ACTION_SERVICE_QOS,
+                                    result_service_qos_profile=ACTION_SERVICE_QOS)
+        self._age_timer = self.create_timer(1.0, self._twin_age_cb)
         self._stop: Optional[threading.Event] = None
         self._tracker_thread: Optional[threading.Thread] = None
         if p.autostart and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
@@ -129,6 +142,7 @@ class ReasonerNode(LifecycleNode):
             self.health.set_state("error", f"invalid parameters: {exc}")
             return TransitionCallbackReturn.ERROR
         self.arbiter = GoalArbiter(p.goal_policy)
+        self._setup_tf(p.target_frame)
         self.engine = self._given_engine
         if self.engine is None:
             try:
@@ -202,6 +216,21 @@ class ReasonerNode(LifecycleNode):
             self._tracker_thread.join(timeout=5.0)
         self._stop = self._tracker_thread = None
 
+    def _setup_tf(self, target_frame: str) -> None:
+        if not target_frame or self._tf_buffer is not None:
+            return
+        if HAVE_TF2:
+            self._tf_buffer = tf2_ros.Buffer()
+            self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
+        else:
+            self.get_logger().warning(f"target_frame '{target_frame}' is set but tf2_ros is not installed: target "
+                                      "centroids stay in the camera optical frame")
+
+    def _twin_age_cb(self) -> None:
+        age = self.twin_buffer.age_s()
+        self.health.extra["twin_age_s"] = None if age is None else round(age, 2)
+        self.health.extra["max_twin_age_s"] = self.params.max_twin_age_s
+
     def resolve_action_name(self) -> str:
         ns = self.get_namespace().rstrip("/")
         return f"{ns}/{common.REASON_SEG}"
@@ -222,9 +251,8 @@ class ReasonerNode(LifecycleNode):
         return GoalResponse.ACCEPT  # every goal is accepted; its outcome is in result.status (goals.py)
 
     def _cancel_cb(self, goal_handle) -> CancelResponse:
-        active = self.arbiter.active
-        if active is not None and active.goal_id == _goal_id(goal_handle):
-            active.cancel.set()
+        # remembered even when the goal is not running yet (a cancel right after acceptance)
+        self.arbiter.request_cancel(_goal_id(goal_handle))
         return CancelResponse.ACCEPT
 
     def _stop_cb(self, _msg: Empty) -> None:
@@ -236,8 +264,13 @@ class ReasonerNode(LifecycleNode):
         except Exception as exc:  # noqa: BLE001 - the callback boundary: the goal ends 'error'
             self.health.problem(f"goal:{type(exc).__name__}", f"a ReasonSeg goal failed: {exc}", level="error")
             res = self._action_type.Result(status="error", error=f"internal error: {type(exc).__name__}: {exc}")
-            goal_handle.abort()
+            try:
+                goal_handle.abort()
+            except Exception:  # noqa: BLE001 - already terminal
+                pass
             return res
+        finally:
+            self.arbiter.finish(None, _goal_id(goal_handle))
 
     def _execute(self, goal_handle):
         t0 = time.monotonic()
@@ -248,6 +281,9 @@ class ReasonerNode(LifecycleNode):
         stages: list[tuple[str, float]] = []
 
         def finish(status: str, error: str = "", answer=None):
+            if status == "ok" and (goal_handle.is_cancel_requested or self.arbiter.cancel_requested(gid)):
+                # the client cancelled before the goal ended: honour it (CANCELED), even with an answer
+                status, error = "cancelled", cancel_reason(False)
             res = Result(status=status, error=error)
             if answer is not None:
                 res.reasoning = answer.reasoning
@@ -264,7 +300,7 @@ class ReasonerNode(LifecycleNode):
             self.health.extra["goals"] = dict(self.goals)
             if status == "ok":
                 goal_handle.succeed()
-            elif status == "cancelled" and goal_handle.is_cancel_requested:
+            elif status == "cancelled" and self._client_cancelled(goal_handle, gid):
                 goal_handle.canceled()
             else:
                 goal_handle.abort()
@@ -274,20 +310,24 @@ class ReasonerNode(LifecycleNode):
 
         try:
             query = check_goal_query(goal.query, p.reasoner.max_query_chars)
-        except ValueError as exc:
+            budget, note = goal_budget_s(goal.timeout_s, p.default_timeout_s)
+        except ValueError as exc:  # InvalidQueryError, InvalidGoalError
             return finish("rejected", str(exc))
+        if note:
+            self.get_logger().info(f"goal {gid[:8]}: {note}")
         engine = self.engine
         if engine is None or not self.active:
             why = self.health.error if self.health.state == "error" else (
                 f"{self.get_fully_qualified_name()} is {self.health.state}, not active: "
                 f"`ros2 lifecycle set {self.get_fully_qualified_name()} activate` (configure first if unconfigured)")
             return finish("error", why)
+        if goal_handle.is_cancel_requested or self.arbiter.cancel_requested(gid):
+            return finish("cancelled", cancel_reason(False))  # cancelled at acceptance: never ran
         active, why = self.arbiter.admit(gid)
         if active is None:
-            return finish("rejected", why)
+            return finish("rejected", why) if why else finish("cancelled", cancel_reason(False))
         self.stop_tracking(f"replaced by goal {gid[:8]}")
         try:
-            budget = float(goal.timeout_s) if goal.timeout_s > 0 else p.default_timeout_s
             deadline = t0 + budget
             throttle = FeedbackThrottle(FEEDBACK_PERIOD_S)
 
@@ -297,23 +337,21 @@ class ReasonerNode(LifecycleNode):
                 goal_handle.publish_feedback(Feedback(stage=stage_index, stage_name=stage_name,
                                                       reasoning_so_far=so_far, generated_tokens=int(tokens)))
 
-            # --- wait for a twin
+            # --- wait for a twin that is fresh enough
             send_feedback(Feedback.STAGE_WAITING_FOR_TWIN, "waiting_for_twin", "", 0)
             t_wait = time.monotonic()
-            seq, snap = self.twin_buffer.latest()
-            wait_until = min(deadline, t_wait + p.twin_wait_s)
-            while snap is None and not active.cancel.is_set() and time.monotonic() < wait_until:
-                seq, snap = self.twin_buffer.wait_newer(seq, timeout_s=min(0.1, max(0.0, wait_until - time.monotonic())))
+            waited = wait_for_twin(
+                self.twin_buffer, wait_s=p.twin_wait_s, max_age_s=p.max_twin_age_s, deadline=deadline, budget_s=budget,
+                cancel=active.cancel,
+                on_stale=lambda age: send_feedback(Feedback.STAGE_WAITING_FOR_TWIN, "waiting_for_fresh_twin", "", 0))
             stages.append(("wait_twin", time.monotonic() - t_wait))
-            if active.cancel.is_set():
+            if active.cancel.is_set() or goal_handle.is_cancel_requested:
                 return finish("cancelled", cancel_reason(active.preempted))
-            if snap is None:
-                if time.monotonic() >= deadline:
-                    return finish("timeout", f"the goal's time budget of {budget:g} s ran out waiting for a digital twin")
-                return finish("no_twin", f"no digital twin arrived within twin_wait_s={p.twin_wait_s:g} s: check that the "
-                                         "camera publishes and the digital_twin_node is in state 'ok' (its ~/status topic)")
+            if waited.status != "ok":
+                return finish(waited.status, waited.error)
+            snap = waited.snapshot
 
-            # --- answer, with the time budget enforced through the cancel event
+            # --- answer, with the time budget enforced through the cancel event (budget <= MAX_GOAL_TIMEOUT_S)
             timed_out = threading.Event()
             timer = threading.Timer(max(0.0, deadline - time.monotonic()), lambda: (timed_out.set(), active.cancel.set()))
             timer.daemon = True
@@ -338,19 +376,38 @@ class ReasonerNode(LifecycleNode):
                                            timed_out=timed_out.is_set(), preempted=active.preempted, budget_s=budget)
             if status != "ok":
                 return finish(status, error, answer)
+            if goal_handle.is_cancel_requested or self.arbiter.cancel_requested(gid):
+                return finish("cancelled", cancel_reason(False), answer)  # answered, but the client no longer wants it
             send_feedback(Feedback.STAGE_ANSWERING, "answering", answer.reasoning, answer.generated_tokens)
             target_msgs = self.publish_targets(answer.targets, snap, query, gid)
+            res = finish("ok", "", answer)  # may still turn 'cancelled' (a cancel while publishing)
+            if res.status != "ok":
+                return res
+            res.targets = target_msgs
             if goal.keep_tracking and p.allow_tracking and answer.targets:
                 with self._tracking_lock:
-                    self.tracking = TrackingSession(gid, query, [t.track_id for t in answer.targets], p.tracking_lost_s,
-                                                    last_seen_ns=int(snap.twin.stamp_ns))
-            res = finish("ok", "", answer)
-            res.targets = target_msgs
+                    if not active.preempted:  # no newer goal yet (it stops tracking after admit, under this lock)
+                        self.tracking = TrackingSession(gid, query, [t.track_id for t in answer.targets],
+                                                        p.tracking_lost_s, last_seen_ns=int(snap.twin.stamp_ns))
             self.get_logger().info(f"goal {gid[:8]} '{query[:60]}': ok, targets {answer.target_ids} "
                                    f"in {res.total_latency_s:.2f} s")
             return res
         finally:
-            self.arbiter.finish(active)
+            self.arbiter.finish(active, gid)
+
+    def _client_cancelled(self, goal_handle, gid: str) -> bool:
+        """True when the client cancelled this goal: its action state is (or, within
+        ``CANCEL_STATE_WAIT_S``, becomes) CANCELING, so it can end CANCELED."""
+        if goal_handle.is_cancel_requested:
+            return True
+        if not self.arbiter.cancel_requested(gid):
+            return False
+        deadline = time.monotonic() + CANCEL_STATE_WAIT_S
+        while time.monotonic() < deadline:
+            time.sleep(0.002)
+            if goal_handle.is_cancel_requested:
+                return True
+        return False
 
     # ------------------------------------------------------------------ outputs
     def _centroid(self, point: np.ndarray, header) -> tuple[Any, np.ndarray]:

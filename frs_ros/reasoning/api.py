@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import unicodedata
 from typing import Any, Callable, Mapping, Optional, Union
 
 import numpy as np
@@ -73,8 +74,10 @@ def validate_query(query: Any, max_chars: int) -> str:
     """Return the query or raise :class:`InvalidQueryError` with what to change."""
     if not isinstance(query, str):
         raise InvalidQueryError(f"the query must be a str, got {type(query).__name__}")
-    if not query.strip():
-        raise InvalidQueryError("the query is empty: describe the object(s) to find, e.g. 'the red mug'")
+    # Blank = whitespace and invisible format characters (Unicode Cf: U+200B zero-width space, U+FEFF, U+2060, ...).
+    if not "".join(c for c in query if unicodedata.category(c) != "Cf").strip():
+        raise InvalidQueryError("the query is empty (only blanks or invisible characters such as U+200B): describe the "
+                                "object(s) to find, e.g. 'the red mug'")
     if len(query) > max_chars:
         raise InvalidQueryError(
             f"the query has {len(query)} characters, more than max_query_chars={max_chars}: shorten it"
