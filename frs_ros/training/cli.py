@@ -109,6 +109,11 @@ def cmd_sft(cfg: SFTConfig) -> dict:
 
     torch.set_num_threads(cfg.num_threads)
     records = read_chains(cfg.chains, cfg.max_examples)
+    if cfg.augment_prob > 0:
+        from frs_ros.training.augment import augment_records
+
+        records, n_aug = augment_records(records, cfg.augment_prob, cfg.seed)
+        _log(f"sft: {n_aug} of {len(records)} queries re-said with a training paraphrase")
     model, tok = build_student_for_sft(cfg, records)
     res = train_sft(cfg, model, tok, records, on_log=lambda r: _log("sft " + _fmt(r)))
     _log(f"sft: {res.steps} steps in {res.wall_s:.0f} s, dropped {res.dropped_too_long} too long -> {res.out_dir / 'final'}")
@@ -128,8 +133,8 @@ def cmd_grpo(cfg: GRPOConfig) -> dict:
     records = read_chains(cfg.chains, cfg.max_prompts)
     if cfg.hard_fraction > 0:
         records = _hard_first(records, cfg.hard_fraction, cfg.seed)
-    model, tok = load_student(cfg.init)
-    if cfg.lora_r > 0:
+    model, tok = load_student(cfg.init, adapter=cfg.init_adapter)
+    if cfg.lora_r > 0 and not cfg.init_adapter:
         model = apply_lora(model, cfg.lora_r, cfg.lora_alpha)
     judge = build_judge(cfg.judge) if cfg.gamma != 0.0 else None
     res = train_grpo(cfg, model, tok, records, ContextCache(), judge, on_log=lambda r: _log("grpo " + _fmt(r)))

@@ -81,6 +81,18 @@ class SFTConfig:
     lr: AdamW learning rate (paper: 5e-5; the nano student from scratch uses more).
     batch_size: sequences per optimizer step per process (after grad accumulation).
     max_len: sequences longer than this are dropped (counted in the log) [tokens].
+    group_by_twin: each batch holds queries of one twin (one sim scene frame, ~6 queries), and
+        the shared [instruction + twin] prompt runs once per batch with its KV cache repeated over
+        the rows (same loss and gradients as separate rows, tested); ``batch_size`` caps a group.
+    save_every [steps]: write ``out/step_N`` and the resumable ``out/last`` (weights or adapter,
+        optimizer state, step, log) every N optimizer steps (0 = only at the end).
+    resume: continue from ``out/last`` when it exists (same data order and lr schedule), so a
+        long CPU run can be stopped (Ctrl-C, or ``touch out/STOP``) and continued later.
+    adapter_only: with LoRA, checkpoints hold only the adapter (~10 MB), loaded over the base
+        model with ``reasoner.adapter``; otherwise LoRA is merged into full weights.
+    augment_prob: probability that a chain's query is re-said with a training paraphrase
+        (``frs_ros.training.augment``; same answer and reasoning), so the student learns the
+        language rather than the sim's templates.
     """
 
     model: str = "nano"
@@ -108,6 +120,10 @@ class SFTConfig:
     mixed_precision: str = "no"
     gradient_checkpointing: bool = False
     fit_tokenizer_on: tuple = ()
+    group_by_twin: bool = False
+    resume: bool = True
+    adapter_only: bool = False
+    augment_prob: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -121,9 +137,16 @@ class GRPOConfig:
     clip_eps: PPO-style ratio clip; inner_epochs: updates per sampled batch (1 = on-policy).
     temperature: sampling temperature of the rollouts.
     reasoner: extra ``ReasonerConfig`` keys of the rollout runtime (e.g. ``reasoning_budgets``).
+    init_adapter: a LoRA adapter (peft directory, e.g. the SFT stage's) loaded trainable over
+        ``init`` and trained further, so the result is still one adapter; adapter_only: save
+        only the adapter (see SFTConfig). Every ``save_every`` steps ``out/last`` holds a
+        resumable state (trainable weights, optimizer, step, data cursor): running the same
+        command again continues from it.
     """
 
     init: str = "out/train/sft/final"
+    init_adapter: str = ""
+    adapter_only: bool = False
     chains: tuple = ("out/train/chains/train.jsonl",)
     out: str = "out/train/grpo"
     group_size: int = 8

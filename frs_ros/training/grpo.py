@@ -36,6 +36,7 @@ import torch
 from frs_ros.training.chains import ContextMismatchError
 from frs_ros.training.config import GRPOConfig
 from frs_ros.training.rewards import RewardBreakdown, ReasoningJudge, group_advantages, score_rollout
+from frs_ros.training.sft import RESUME_STATE, load_resume_state, save_resume_state, write_log
 
 
 @dataclass
@@ -251,7 +252,6 @@ def train_grpo(
     from accelerate import Accelerator
 
     from frs_ros.training.model import save_checkpoint
-    from frs_ros.training.sft import write_log
 
     torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
@@ -281,7 +281,15 @@ def train_grpo(
     history: list[dict] = []
     t0 = time.time()
     out_dir = Path(cfg.out)
-    for step in range(1, cfg.steps + 1):
+    first = 1
+    if (out_dir / "last" / RESUME_STATE).exists():
+
+        done, _, cursor, history = load_resume_state(out_dir / "last", raw_model, opt)
+        order = json.loads((out_dir / "last" / "order.json").read_text())
+        first = done + 1
+        if on_log and acc.is_main_process:
+            on_log({"stage": "grpo", "resumed_at_step": done})
+    for step in range(first, cfg.steps + 1):
         for g in opt.param_groups:
             g["lr"] = cfg.lr * min(1.0, step / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
         t_step = time.time()
@@ -386,12 +394,17 @@ def train_grpo(
         if on_log and acc.is_main_process and (step % cfg.log_every == 0 or step == cfg.steps):
             on_log(rec_log)
         if cfg.save_every and step % cfg.save_every == 0 and acc.is_main_process:
-            save_checkpoint(acc.unwrap_model(model), tokenizer, out_dir / f"step_{step}", cfg, step, "grpo", dtype=save_dtype)
+            save_checkpoint(acc.unwrap_model(model), tokenizer, out_dir / f"step_{step}", cfg, step, "grpo", dtype=save_dtype,
+                            adapter_only=cfg.adapter_only)
             write_log(history, out_dir)
+            save_resume_state(out_dir / "last", raw_model, opt, step, 0, cursor, history)
+            (out_dir / "last" / "order.json").write_text(json.dumps(order))
+        if (out_dir / "STOP").exists():  # graceful early stop: touch <out>/STOP, resume later
+            break
     acc.wait_for_everyone()
     wall = time.time() - t0
     if acc.is_main_process:
-        save_checkpoint(acc.unwrap_model(model), tokenizer, out_dir / "final", cfg, cfg.steps, "grpo",
-                        extra={"wall_s": round(wall, 1)}, dtype=save_dtype)
+        save_checkpoint(acc.unwrap_model(model), tokenizer, out_dir / "final", cfg, len(history), "grpo",
+                        extra={"wall_s": round(wall, 1)}, dtype=save_dtype, adapter_only=cfg.adapter_only)
         write_log(history, out_dir)
     return GRPOResult(out_dir=out_dir, steps=cfg.steps, history=history, wall_s=wall)

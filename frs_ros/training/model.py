@@ -66,14 +66,24 @@ def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> in
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def load_student(path: str, dtype: torch.dtype = torch.float32):
-    """``(model, tokenizer)`` from a HF id or local checkpoint directory (fp32 for training)."""
+def load_student(path: str, dtype: torch.dtype = torch.float32, adapter: str = ""):
+    """``(model, tokenizer)`` from a built-in name (``smollm2-135m``, see
+    :mod:`frs_ros.reasoning.base_models`), a HF id or a local checkpoint directory (fp32 for
+    training). ``adapter``: a peft LoRA directory loaded *trainable* on top (to continue training
+    it, e.g. GRPO after LoRA SFT); the result is then a ``PeftModel``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from frs_ros.reasoning.base_models import resolve_model
+
+    path = resolve_model(path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
     return model, tokenizer
 
 
@@ -83,6 +93,14 @@ def apply_lora(model: torch.nn.Module, r: int, alpha: int, dropout: float = 0.05
 
     lcfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM")
     return get_peft_model(model, lcfg)
+
+
+def is_peft(model: torch.nn.Module) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:
+        return False
+    return isinstance(model, PeftModel)
 
 
 def _plain_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -105,18 +123,32 @@ def save_checkpoint(
     stage: str,
     extra: Optional[dict] = None,
     dtype: Optional[torch.dtype] = None,
+    adapter_only: bool = False,
 ) -> Path:
     """Write ``out_dir`` = save_pretrained(model, tokenizer) + ``training_state.json``.
 
     dtype: storage dtype (e.g. ``torch.float16`` for the shipped nano student); the training
         model itself is not changed.
+    adapter_only: for a LoRA (peft) model, write only the adapter (``adapter_config.json`` +
+        ``adapter_model.safetensors``, ~10 MB at r=16 on SmolLM2-135M instead of 538 MB merged);
+        load it with ``reasoner.adapter`` over the base model.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    plain = _plain_model(model)
-    if dtype is not None:
-        plain = copy.deepcopy(plain).to(dtype)
-    plain.save_pretrained(out, safe_serialization=True)
+    if adapter_only and is_peft(model):
+        model.save_pretrained(out, safe_serialization=True)
+        if dtype is not None:  # re-save the adapter tensors in the storage dtype
+            from safetensors.torch import load_file, save_file
+
+            f = out / "adapter_model.safetensors"
+            save_file({k: v.to(dtype) for k, v in load_file(str(f)).items()}, str(f))
+        plain = None
+    else:
+        plain = _plain_model(model)
+        if dtype is not None:
+            plain = copy.deepcopy(plain).to(dtype)
+    if plain is not None:
+        plain.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     state = {"stage": stage, "step": int(step), "config": config_to_dict(config)}
     if extra:

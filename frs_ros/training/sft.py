@@ -112,6 +112,21 @@ def length_bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int, 
     return batches
 
 
+def twin_grouped_batches(keys: Sequence[str], batch_size: int, seed: int) -> list[list[int]]:
+    """Batches of indices whose records share a twin (``keys[i]`` = its twin text), at most
+    ``batch_size`` each, in a shuffled order. Deterministic for a seed."""
+    rng = random.Random(seed)
+    groups: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    batches = []
+    for idx in groups.values():
+        rng.shuffle(idx)
+        batches += [idx[j: j + batch_size] for j in range(0, len(idx), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float = 0.1) -> float:
     """Linear warm-up to 1, then cosine decay to ``min_ratio`` at ``total`` (nanoGPT style)."""
     if warmup > 0 and step < warmup:
@@ -203,6 +218,50 @@ def shared_prefix_loss(model: torch.nn.Module, input_ids: torch.Tensor, attentio
     return loss / max(n, 1), n
 
 
+RESUME_STATE = "resume_state.json"
+
+
+def save_resume_state(path: Path, model: torch.nn.Module, opt: Any, step: int, epoch: int, batch_index: int,
+                      history: list[dict]) -> None:
+    """Write what :func:`load_resume_state` needs to continue exactly here: the trainable
+    weights (the LoRA adapter, or all weights), the optimizer state, step / epoch / next batch
+    index and the log. Written to a temporary folder and renamed, so a kill never leaves a
+    half-written state."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    trainable = {k: v.detach().contiguous() for k, v in model.named_parameters() if v.requires_grad}
+    save_file(trainable, str(tmp / "trainable.safetensors"))
+    torch.save(opt.state_dict(), tmp / "optimizer.pt")
+    (tmp / RESUME_STATE).write_text(json.dumps({"step": step, "epoch": epoch, "batch_index": batch_index,
+                                                "history": history}))
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+
+
+def load_resume_state(path: Path, model: torch.nn.Module, opt: Any) -> tuple[int, int, int, list[dict]]:
+    """Load a state written by :func:`save_resume_state` into ``model`` and ``opt``;
+    returns ``(step, epoch, batch_index, history)``."""
+    from safetensors.torch import load_file
+
+    st = json.loads((path / RESUME_STATE).read_text())
+    weights = load_file(str(path / "trainable.safetensors"))
+    params = dict(model.named_parameters())
+    missing = [k for k in weights if k not in params]
+    if missing:
+        raise ValueError(f"{path}: the resume state does not fit this model (e.g. {missing[:2]}); "
+                         "delete it or train into another out folder")
+    with torch.no_grad():
+        for k, v in weights.items():
+            params[k].copy_(v)
+    opt.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    return int(st["step"]), int(st["epoch"]), int(st["batch_index"]), list(st["history"])
+
+
 def write_log(history: list[dict], out_dir: Path, name: str = "training_log") -> None:
     """history -> ``name.json`` and ``name.csv`` in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -246,6 +305,8 @@ def train_sft(
     torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     acc = accelerator or Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
+    from frs_ros.reasoning.prompt import encode_prompt as _encode_prompt
+
     examples = []
     dropped = 0
     for r in records:
@@ -253,14 +314,18 @@ def train_sft(
         if ex is None:
             dropped += 1
         else:
+            ex["twin_key"] = r["twin_text"]
+            ex["twin_len"] = _encode_prompt(tokenizer, prompt_of(r)).boundaries[1]
             examples.append(ex)
     if not examples:
         raise ValueError(f"no SFT examples left (all {dropped} longer than max_len={cfg.max_len})")
     lengths = [len(e["input_ids"]) for e in examples]
     from frs_ros.reasoning.prompt import encode_prompt
 
-    # the instruction segment every prompt starts with (its KV is computed once per batch)
+    # the instruction segment every prompt starts with (its KV is computed once per batch); with
+    # group_by_twin the whole [instruction + twin] prefix of the batch's twin is shared
     prefix_len = encode_prompt(tokenizer, prompt_of(records[0])).boundaries[0] if records else 0
+    twin_keys = [e["twin_key"] for e in examples]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     batches_per_epoch = math.ceil(len(examples) / cfg.batch_size)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * batches_per_epoch / cfg.grad_accum))
@@ -276,22 +341,35 @@ def train_sft(
     out_dir = Path(cfg.out)
     history: list[dict] = []
     step, epoch, t0 = 0, 0, time.time()
+    skip = 0  # batches of the current epoch already trained (resume)
+    if cfg.resume and (out_dir / "last" / RESUME_STATE).exists():
+        step, epoch, skip, history = load_resume_state(out_dir / "last", acc.unwrap_model(model), opt)
+        for _ in range(step):
+            sched.step()
+        if on_log and acc.is_main_process:
+            on_log({"stage": "sft", "resumed_at_step": step, "epoch": epoch})
     tokens_seen = 0
     run_loss, run_n = 0.0, 0
     while step < total:
-        batches = length_bucketed_batches(lengths, cfg.batch_size, cfg.seed + epoch)
+        if cfg.group_by_twin:
+            batches = twin_grouped_batches(twin_keys, cfg.batch_size, cfg.seed + epoch)
+        else:
+            batches = length_bucketed_batches(lengths, cfg.batch_size, cfg.seed + epoch)
         # Each process takes its share of batches (accelerate's launcher sets num_processes).
         batches = batches[acc.process_index:: acc.num_processes]
         for bi, b in enumerate(batches):
+            if bi < skip:
+                continue
             batch = collate([examples[i] for i in b], pad_id)
             batch = {k: v.to(acc.device) for k, v in batch.items()}
+            shared = examples[b[0]]["twin_len"] if cfg.group_by_twin else prefix_len
             with acc.accumulate(model):
                 if acc.num_processes > 1:  # DDP syncs gradients only through the wrapper's forward
                     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
                     loss, n_tok = masked_token_loss(out.logits, batch["labels"])
                 else:
                     loss, n_tok = shared_prefix_loss(model, batch["input_ids"], batch["attention_mask"],
-                                                     batch["labels"], prefix_len)
+                                                     batch["labels"], shared)
                 acc.backward(loss)
                 if acc.sync_gradients and cfg.grad_clip > 0:
                     acc.clip_grad_norm_(params, cfg.grad_clip)
@@ -319,18 +397,23 @@ def train_sft(
                 if on_log and acc.is_main_process:
                     on_log(rec)
             if cfg.save_every and step % cfg.save_every == 0 and acc.is_main_process:
-                save_checkpoint(acc.unwrap_model(model), tokenizer, out_dir / f"step_{step}", cfg, step, "sft")
+                save_checkpoint(acc.unwrap_model(model), tokenizer, out_dir / f"step_{step}", cfg, step, "sft",
+                                adapter_only=cfg.adapter_only)
+                save_resume_state(out_dir / "last", acc.unwrap_model(model), opt, step, epoch, bi + 1, history)
             if step >= total or (out_dir / "STOP").exists():
                 break
-        epoch += 1
-        if (out_dir / "STOP").exists():  # graceful early stop: touch <out>/STOP
+        skip = 0
+        if step >= total or (out_dir / "STOP").exists():  # graceful early stop: touch <out>/STOP
             break
+        epoch += 1
     acc.wait_for_everyone()
     wall = time.time() - t0
     if acc.is_main_process:
         save_checkpoint(
             acc.unwrap_model(model), tokenizer, out_dir / "final", cfg, step, "sft",
             extra={"examples": len(examples), "dropped_too_long": dropped, "wall_s": round(wall, 1)}, dtype=save_dtype,
+            adapter_only=cfg.adapter_only,
         )
+        save_resume_state(out_dir / "last", acc.unwrap_model(model), opt, step, epoch, 0, history)
         write_log(history, out_dir)
     return SFTResult(out_dir=out_dir, steps=step, history=history, dropped_too_long=dropped, wall_s=wall)
