@@ -477,7 +477,10 @@ class ReasonerNode(LifecycleNode):
                     self.stop_tracking(session.stopped_reason)
                     continue
                 targets = [target_from_object(snap.twin, i) for i in ids]
-                self.publish_targets(targets, snap, session.query, session.goal_id)
+                with self._tracking_lock:  # nothing goes out once stop_tracking has returned
+                    if self.tracking is not session:
+                        continue
+                    self.publish_targets(targets, snap, session.query, session.goal_id)
                 self.health.extra["tracked_frames"] = self.health.extra.get("tracked_frames", 0) + 1
             except Exception as exc:  # noqa: BLE001
                 self.health.problem(f"tracking:{type(exc).__name__}", f"tracking failed on a frame: {exc}")
