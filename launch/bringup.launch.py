@@ -8,7 +8,10 @@
 Every node reads the same parameters file (``params_file``, default share/frs_ros/config/frs.yaml);
 the arguments below override single parameters when non-empty. Where ``launch`` is not installed,
 ``ros2 run frs_ros frs_bringup`` (frs_ros/bringup.py) starts the same nodes from the same YAML in
-one process; test/test_launch.py checks that both agree.
+one process; test/test_launch.py checks that both agree, and test/test_launch_real.py runs this file with
+`ros2 launch` (defaults, and a namespace with an outside camera), sends a goal and stops it with one SIGINT.
+Stop: one SIGINT to `ros2 launch` (Ctrl-C) forwards one to every node; each node stops spinning, finalizes
+its lifecycle, and exits 0 (further signals are ignored while it cleans up: frs_ros.nodes.common.run_node).
 """
 
 import os

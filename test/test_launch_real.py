@@ -163,6 +163,10 @@ class GraphProbe:
         reasoner = self.status.get("reasoner_node", {})
         return twin.get("twins", 0) >= 1 and reasoner.get("state") == "ok"
 
+    def errors(self) -> dict[str, str]:
+        """Nodes in state 'error' (a model that cannot load, bad parameters): node -> the reason."""
+        return {n: s.get("error", "") for n, s in self.status.items() if s.get("state") == "error"}
+
     def close(self) -> None:
         self.executor.shutdown()
         self.client.destroy()
@@ -205,8 +209,9 @@ def _run_scenario(ros_context, env: dict, tmp_path: Path, name: str, args: list[
             times["up_s"] = time.monotonic() - t0
             assert up, (f"{name}: after {UP_WITHIN_S:.0f} s missing nodes {probe.missing()}, action server {probe.action} "
                         f"{'up' if probe.client.server_is_ready() else 'not up'}; log:\n{log.read_text()[-3000:]}")
-            ready = probe.wait(probe.ready, t0 + READY_WITHIN_S)
+            ready = probe.wait(lambda: probe.ready() or probe.errors(), t0 + READY_WITHIN_S) and not probe.errors()
             times["ready_s"] = time.monotonic() - t0
+            assert not probe.errors(), f"{name}: nodes in state 'error': {probe.errors()}"
             assert ready, f"{name}: no twin or no active reasoner after {READY_WITHIN_S:.0f} s: {probe.status}"
             t1 = time.monotonic()
             status, summary = _send_goal(env, probe.action, tmp_path / f"{name}_goal.txt")
