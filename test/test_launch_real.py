@@ -10,6 +10,14 @@ node), requires every node and the ReasonSeg action server within ``UP_WITHIN_S`
 active reasoner, sends one goal with ``ros2 action send_goal`` and requires status ``ok``, then sends one
 SIGINT and requires exit code 0, every node "finished cleanly", no process left in the launch's process
 group, and none of ``FORBIDDEN`` in the log (defects a-d of issue 13). Logs: pytest's tmp_path.
+
+Reasoner: the defaults scenario runs config/frs.yaml's own student (loading it is part of the test) on a
+fixed query. The namespace scenario is about namespaces, remapped topics and an outside camera, so it
+passes ``params_file:=`` a copy of config/frs.yaml with the oracle reasoner, asked one of the episode's own
+queries (from the camera's latched ``/robot1/frs/sim/queries``): deterministic, and ``ok`` only when frames,
+twin and ground truth really crossed the remapped topics (else ``no_twin``/``error``).
+``FRS_LAUNCH_TEST_REASONER=<model dir>`` runs the defaults scenario on that model instead (a development
+machine where the default student's weights are not there yet).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = [pytest.mark.launch, pytest.mark.ros, pytest.mark.slow]
 
@@ -31,8 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: every node and the action server must be discoverable this soon after `ros2 launch` starts [s]
 UP_WITHIN_S = 30.0
 #: a first twin and an active reasoner (the model loaded) this soon after start [s]; the nano student
-#: loads in 2-20 s on 2 busy cores
-READY_WITHIN_S = 90.0
+#: loads in 2-20 s on 2 busy cores, a 135 M student (converted from GGUF on first use) takes longer
+READY_WITHIN_S = 150.0
 GOAL_TIMEOUT_S = 120.0
 SHUTDOWN_WITHIN_S = 30.0
 QUERY = "the thing I could pour hot tea into"
@@ -43,6 +52,15 @@ ALL_NODES = ("sim_camera_node", "camera_ingest_node", "digital_twin_node", "reas
 #: scenario B: a camera driver outside the launch file, on topics outside the namespace
 CAM = {"color_topic": "/cam1/color/image_raw", "depth_topic": "/cam1/aligned_depth_to_color/image_raw",
        "camera_info_topic": "/cam1/color/camera_info"}
+
+
+def _params_with_reasoner(tmp_path: Path, **reasoner: str) -> Path:
+    """config/frs.yaml with these ``reasoner.*`` values, for ``params_file:=``."""
+    doc = yaml.safe_load((ROOT / "config" / "frs.yaml").read_text())
+    doc["/**/reasoner_node"]["ros__parameters"]["reasoner"].update(reasoner)
+    out = tmp_path / "frs_reasoner.yaml"
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out
 
 
 def _has_ros2_launch(env: dict) -> bool:
@@ -133,6 +151,7 @@ class GraphProbe:
 
         from frs_ros.action import ReasonSeg
         from frs_ros.nodes import common
+        from frs_ros.nodes.sim_wire import queries_from_json
 
         self.prefix = f"/{ns}" if ns else ""
         self.nodes = nodes
@@ -140,6 +159,9 @@ class GraphProbe:
         self.action = f"{self.prefix}/{common.REASON_SEG}"
         self.client = ActionClient(self.node, ReasonSeg, self.action)
         self.status: dict[str, dict] = {}
+        self.sim_queries: list = []
+        self.node.create_subscription(String, f"{self.prefix}/{common.SIM_QUERIES}",
+                                      lambda m: self.sim_queries.extend(queries_from_json(m.data)), common.LATCHED_QOS)
         for name in nodes:
             self.node.create_subscription(String, f"{self.prefix}/{name}/status",
                                           lambda m, name=name: self.status.__setitem__(name, json.loads(m.data)),
@@ -173,9 +195,9 @@ class GraphProbe:
         self.node.destroy_node()
 
 
-def _send_goal(env: dict, action: str, out: Path) -> tuple[str | None, str]:
+def _send_goal(env: dict, action: str, query: str, out: Path) -> tuple[str | None, str]:
     """`ros2 action send_goal` (max_targets 1: the CLI prints every mask pixel as YAML); (result status, output)."""
-    goal = "{query: '%s', max_targets: 1, keep_tracking: false}" % QUERY
+    goal = "{query: '%s', max_targets: 1, keep_tracking: false}" % query.replace("'", "''")
     with open(out, "w") as fh:
         subprocess.run(["ros2", "action", "send_goal", action, "frs_ros/action/ReasonSeg", goal], env=env,
                        stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, timeout=GOAL_TIMEOUT_S)
@@ -187,9 +209,15 @@ def _send_goal(env: dict, action: str, out: Path) -> tuple[str | None, str]:
     return (m.group(1).strip("'\"") if m else None), summary
 
 
+def _sim_query(probe: GraphProbe) -> str | None:
+    """One of the episode's queries with a target (not temporal: those need the episode's events first)."""
+    return next((q.text for q in probe.sim_queries if q.target_ids and q.kind != "temporal"), None)
+
+
 def _run_scenario(ros_context, env: dict, tmp_path: Path, name: str, args: list[str], ns: str,
-                  nodes: tuple[str, ...], camera: list[str] | None = None) -> dict:
-    """Launch, check, goal, SIGINT; returns the timings. ``camera``: a camera driver started beside the launch."""
+                  nodes: tuple[str, ...], camera: list[str] | None = None, query=QUERY) -> dict:
+    """Launch, check, goal, SIGINT; returns the timings. ``camera``: a camera driver started beside the launch;
+    ``query``: the goal's text, or a function of the GraphProbe that gives it."""
     log = tmp_path / f"{name}.log"
     cam_log = tmp_path / f"{name}_camera.log"
     times: dict = {}
@@ -213,8 +241,11 @@ def _run_scenario(ros_context, env: dict, tmp_path: Path, name: str, args: list[
             times["ready_s"] = time.monotonic() - t0
             assert not probe.errors(), f"{name}: nodes in state 'error': {probe.errors()}"
             assert ready, f"{name}: no twin or no active reasoner after {READY_WITHIN_S:.0f} s: {probe.status}"
+            if callable(query):
+                assert probe.wait(lambda: query(probe), time.monotonic() + 10.0), f"{name}: no query to ask"
+                query = query(probe)
             t1 = time.monotonic()
-            status, summary = _send_goal(env, probe.action, tmp_path / f"{name}_goal.txt")
+            status, summary = _send_goal(env, probe.action, query, tmp_path / f"{name}_goal.txt")
             times["goal_s"] = time.monotonic() - t1
             assert status == "ok", f"{name}: goal status {status!r}:\n{summary}"
             assert "Goal finished with status: SUCCEEDED" in summary, summary
@@ -244,18 +275,23 @@ def _run_scenario(ros_context, env: dict, tmp_path: Path, name: str, args: list[
 
 
 def test_launch_defaults(ros_context, launch_env, tmp_path):
-    """`ros2 launch frs_ros bringup.launch.py`: the simulated camera, the sim twin, the nano student."""
-    _run_scenario(ros_context, launch_env, tmp_path, "defaults", [], "", ALL_NODES)
+    """`ros2 launch frs_ros bringup.launch.py`: the simulated camera, the sim twin, the default student."""
+    model = os.environ.get("FRS_LAUNCH_TEST_REASONER")
+    args = [f"params_file:={_params_with_reasoner(tmp_path, model=model, adapter='')}"] if model else []
+    _run_scenario(ros_context, launch_env, tmp_path, "defaults", args, "", ALL_NODES)
 
 
 def test_launch_namespace_without_sim_camera(ros_context, launch_env, tmp_path):
     """`namespace:=robot1 use_sim_camera:=false` with the camera topics remapped: the camera is an outside
     driver (here sim_camera_node started by `ros2 run` under another name, on /cam1/*, with its ground
-    truth in /robot1), so the goal's `ok` means frames really crossed the remapped topics."""
+    truth and queries in /robot1), and the oracle answers one of its queries, so the goal's `ok` means
+    frames really crossed the remapped topics."""
     camera = ["ros2", "run", "frs_ros", "sim_camera_node", "--ros-args", "-r", "__ns:=/robot1",
               "-r", "__node:=external_camera"] + [a for k, v in CAM.items() for a in ("-p", f"{k}:={v}")]
+    params = _params_with_reasoner(tmp_path, backend="oracle")
     res = _run_scenario(ros_context, launch_env, tmp_path, "robot1_no_sim_camera",
-                        ["namespace:=robot1", "use_sim_camera:=false"] + [f"{k}:={v}" for k, v in CAM.items()],
-                        "robot1", ALL_NODES[1:], camera=camera)
+                        ["namespace:=robot1", "use_sim_camera:=false", f"params_file:={params}"]
+                        + [f"{k}:={v}" for k, v in CAM.items()],
+                        "robot1", ALL_NODES[1:], camera=camera, query=_sim_query)
     assert "[sim_camera_node-" not in res["log"], "use_sim_camera:=false still started sim_camera_node"
     assert f"colour '{CAM['color_topic']}'" in res["log"], "camera_ingest_node did not take the remapped colour topic"
