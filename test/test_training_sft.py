@@ -119,3 +119,66 @@ def test_shared_prefix_loss_equals_full_loss_and_grads():
     c.backward()
     assert n1 == n2 and abs(a.item() - c.item()) < 1e-5
     assert all(torch.allclose(x, y.grad, atol=1e-5) for x, y in zip(g1, model.parameters()))
+
+
+OTHER_TWIN = "twin t=0.00s depth=sensor objects=1\n#4 red cup x=0.50 z=1.00 size=0.08x0.10"
+GROUPED = RECORDS + [
+    {"twin_text": OTHER_TWIN, "query": "the cup", "rollout": "<reason>#4 is the cup.</reason><answer>4</answer>"},
+    {"twin_text": OTHER_TWIN, "query": "a plate", "rollout": "<reason>No plate here.</reason><answer>none</answer>"},
+]
+
+
+def _grouped_tok():
+    texts = []
+    for r in GROUPED:
+        texts += [prompt_of(r).text, r["rollout"]]
+    return fit_tokenizer(texts, include_ontology=False)
+
+
+def test_twin_grouped_batches_never_mix_twins():
+    from frs_ros.training.sft import twin_grouped_batches
+
+    keys = ["a", "b", "a", "c", "a", "b", "a"]
+    batches = twin_grouped_batches(keys, batch_size=3, seed=0)
+    assert sorted(i for b in batches for i in b) == list(range(7))
+    assert all(len({keys[i] for i in b}) == 1 and len(b) <= 3 for b in batches)
+    assert batches == twin_grouped_batches(keys, batch_size=3, seed=0)  # deterministic
+
+
+def test_twin_prefix_shared_loss_equals_full_loss_and_grads():
+    """The [instruction + twin] prefix of a twin group runs once: same loss and gradients."""
+    from frs_ros.training.sft import collate, scored_positions_loss, shared_prefix_loss
+
+    tok = _grouped_tok()
+    model = build_nano_student(TINY, tok, seed=5)
+    b = collate([encode_example(tok, r) for r in RECORDS], tok.pad_token_id)
+    p = encode_prompt(tok, prompt_of(RECORDS[0])).boundaries[1]  # instruction + twin
+    assert p > encode_prompt(tok, prompt_of(RECORDS[0])).boundaries[0]
+    a, n1 = scored_positions_loss(model, b["input_ids"], b["attention_mask"], b["labels"])
+    a.backward()
+    g1 = [x.grad.clone() for x in model.parameters()]
+    model.zero_grad()
+    c, n2 = shared_prefix_loss(model, b["input_ids"], b["attention_mask"], b["labels"], p)
+    c.backward()
+    assert n1 == n2 and abs(a.item() - c.item()) < 1e-5
+    assert all(torch.allclose(x, y.grad, atol=1e-5) for x, y in zip(g1, model.parameters()))
+
+
+def test_sft_resumes_exactly_where_it_stopped(tmp_path):
+    """4 steps in one run == 2 steps, a new process state, then resume to 4 (weights, log)."""
+    tok = _grouped_tok()
+    base = dict(lr=1e-3, batch_size=2, warmup_steps=1, log_every=1, group_by_twin=True, save_every=2)
+    straight = build_nano_student(TINY, tok, seed=6)
+    train_sft(SFTConfig(out=str(tmp_path / "a"), max_steps=4, **base), straight, tok, GROUPED)
+    first = build_nano_student(TINY, tok, seed=6)
+    train_sft(SFTConfig(out=str(tmp_path / "b"), max_steps=2, **base), first, tok, GROUPED)
+    assert (tmp_path / "b" / "last" / "optimizer.pt").exists()
+    again = build_nano_student(TINY, tok, seed=99)  # other init: everything must come from the state
+    res = train_sft(SFTConfig(out=str(tmp_path / "b"), max_steps=4, **base), again, tok, GROUPED)
+    assert res.steps == 4 and [h["step"] for h in res.history] == [1, 2, 3, 4]
+    for (k, v), w in zip(straight.state_dict().items(), again.state_dict().values()):
+        assert torch.allclose(v, w, atol=1e-6), k
+    # resume=False starts over
+    fresh = build_nano_student(TINY, tok, seed=6)
+    res = train_sft(SFTConfig(out=str(tmp_path / "b"), max_steps=1, resume=False, **base), fresh, tok, GROUPED)
+    assert [h["step"] for h in res.history] == [1]

@@ -99,6 +99,20 @@ def _template(template_id: str):
     return group, None
 
 
+def _fill_number(slots: dict) -> None:
+    """Add ``name`` from ``plural`` or ``plural`` from ``name`` (ontology plurals, else +s)."""
+    from frs_ros.sim.ontology import ONTOLOGY
+
+    plurals = {c.name: c.plural_name for c in ONTOLOGY.values()}
+    if "plural" in slots and "name" not in slots:
+        p = slots["plural"]
+        sing = next((n for n, pl in plurals.items() if pl == p), None)
+        slots["name"] = sing or (p[:-2] if p.endswith("es") and p[:-2].endswith(("s", "sh", "ch", "x")) else p.rstrip("s"))
+    elif "name" in slots and "plural" not in slots:
+        n = slots["name"]
+        slots["plural"] = plurals.get(n) or n + ("es" if n.endswith(("s", "sh", "ch", "x")) else "s")
+
+
 def slots_of(template_id: str, query: str) -> Optional[dict]:
     """The slot values of ``query`` written with template ``template_id`` (None if it does not match)."""
     group, t = _template(template_id)
@@ -108,6 +122,7 @@ def slots_of(template_id: str, query: str) -> Optional[dict]:
     if m is None:
         return None
     slots = dict(m.groupdict())
+    _fill_number(slots)
     if "need" in slots:  # sentence templates capitalise the first letter: keep the need as written
         slots["need"] = slots["need"][0].upper() + slots["need"][1:]
     return slots

@@ -90,12 +90,12 @@ def build_student_for_sft(cfg: SFTConfig, records: list[dict]):
         tok = _tokenizer_for(cfg, records)
         model = build_nano_student(cfg.nano, tok, seed=cfg.seed)
     else:
-        model, tok = load_student(cfg.model)
+        model, tok = load_student(cfg.model, adapter=cfg.init_adapter)
         if cfg.tokenizer:
             from frs_ros.training.tokenizer import load_tokenizer
 
             tok = load_tokenizer(cfg.tokenizer)
-    if cfg.lora_r > 0:
+    if cfg.lora_r > 0 and not cfg.init_adapter:
         model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
     _log(f"sft: model {cfg.model}: {count_parameters(model)} params, {count_parameters(model, True)} trainable, "
          f"vocab {len(tok)}")
@@ -133,6 +133,11 @@ def cmd_grpo(cfg: GRPOConfig) -> dict:
     records = read_chains(cfg.chains, cfg.max_prompts)
     if cfg.hard_fraction > 0:
         records = _hard_first(records, cfg.hard_fraction, cfg.seed)
+    if cfg.augment_prob > 0:
+        from frs_ros.training.augment import augment_records
+
+        records, n_aug = augment_records(records, cfg.augment_prob, cfg.seed)
+        _log(f"grpo: {n_aug} of {len(records)} prompts re-said with a training paraphrase")
     model, tok = load_student(cfg.init, adapter=cfg.init_adapter)
     if cfg.lora_r > 0 and not cfg.init_adapter:
         model = apply_lora(model, cfg.lora_r, cfg.lora_alpha)
@@ -194,18 +199,40 @@ def cmd_report(cfg: ReportConfig) -> dict:
 
 
 def cmd_ship(src: str, dst: str, logs: Sequence[str] = (), configs: Sequence[str] = ()) -> dict:
-    """Copy a checkpoint to ``dst`` with fp16 weights, plus training logs and resolved configs."""
+    """Copy a checkpoint to ``dst`` with fp16 weights, plus training logs and resolved configs.
+
+    A LoRA adapter checkpoint (``adapter_config.json``) ships as the adapter alone (fp16, ~10 MB);
+    the base model comes from its pip package (``reasoner.model``), merged at load time."""
     import torch
 
     from frs_ros.training.model import load_student, read_training_state, save_checkpoint
 
-    model, tok = load_student(src)
     state = read_training_state(src)
     dst_p = Path(dst)
     if dst_p.exists():
         shutil.rmtree(dst_p)
-    save_checkpoint(model, tok, dst_p, state["config"], state["step"], state["stage"],
-                    extra={k: v for k, v in state.items() if k not in ("config", "step", "stage")}, dtype=torch.float16)
+    if (Path(src) / "adapter_config.json").exists():
+        from safetensors.torch import load_file, save_file
+
+        dst_p.mkdir(parents=True)
+        # the tokenizer is the base model's (loaded from reasoner.model); peft's README is boilerplate
+        skip = {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "tokenizer_config.json",
+                "chat_template.jinja", "README.md", "special_tokens_map.json"}
+        for f in Path(src).iterdir():
+            if f.is_file() and f.name not in skip:
+                shutil.copy(f, dst_p / f.name)
+        acfg = json.loads((Path(src) / "adapter_config.json").read_text())
+        base = state["config"].get("model") or state["config"].get("init") or ""
+        if base:  # the name users pass as reasoner.model, not this machine's cache path
+            acfg["base_model_name_or_path"] = base
+        (dst_p / "adapter_config.json").write_text(json.dumps(acfg, indent=2))
+        w = load_file(str(Path(src) / "adapter_model.safetensors"))
+        save_file({k: v.to(torch.float16) for k, v in w.items()}, str(dst_p / "adapter_model.safetensors"))
+    else:
+        model, tok = load_student(src)
+        save_checkpoint(model, tok, dst_p, state["config"], state["step"], state["stage"],
+                        extra={k: v for k, v in state.items() if k not in ("config", "step", "stage")},
+                        dtype=torch.float16)
     # logs: "run=path/to/training_log.json" (or a bare path) -> one merged training_log.json/.csv
     merged = []
     for item in logs:

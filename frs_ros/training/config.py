@@ -93,6 +93,8 @@ class SFTConfig:
     augment_prob: probability that a chain's query is re-said with a training paraphrase
         (``frs_ros.training.augment``; same answer and reasoning), so the student learns the
         language rather than the sim's templates.
+    init_adapter: start from this LoRA adapter (trainable) instead of a fresh one, e.g. an
+        earlier SFT run on another twin-text format (a warm start).
     """
 
     model: str = "nano"
@@ -124,6 +126,7 @@ class SFTConfig:
     resume: bool = True
     adapter_only: bool = False
     augment_prob: float = 0.0
+    init_adapter: str = ""
 
 
 @dataclass(frozen=True)
@@ -141,11 +144,12 @@ class GRPOConfig:
         ``init`` and trained further, so the result is still one adapter; adapter_only: save
         only the adapter (see SFTConfig). Every ``save_every`` steps ``out/last`` holds a
         resumable state (trainable weights, optimizer, step, data cursor): running the same
-        command again continues from it.
+        command again continues from it. augment_prob: as in SFTConfig (query paraphrases).
     """
 
     init: str = "out/train/sft/final"
     init_adapter: str = ""
+    augment_prob: float = 0.0
     adapter_only: bool = False
     chains: tuple = ("out/train/chains/train.jsonl",)
     out: str = "out/train/grpo"
@@ -184,6 +188,9 @@ class EvalConfig:
     systems: name -> reasoner config dict (``build_reasoner``); ``tools: false`` in a system
         disables tool calls at inference (tool results say "tools disabled").
     n_images / n_episodes / seed0: the test samples (seeds disjoint from training).
+    paraphrase: '' = the sim's query texts; 'probe' = each query re-said with a phrasing kept out
+        of training (``frs_ros.training.augment.PROBE_PARAPHRASES``), queries without one skipped:
+        how well a student generalises to wordings it never saw.
     """
 
     split: str = "test"
@@ -196,6 +203,7 @@ class EvalConfig:
     out: str = "out/train/eval/results.json"
     num_threads: int = 2
     max_queries: int = 0
+    paraphrase: str = ""
 
 
 @dataclass(frozen=True)

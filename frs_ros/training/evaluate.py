@@ -15,9 +15,10 @@ A system is a reasoner config dict (``ReasonerConfig.from_dict``) plus an option
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -120,9 +121,19 @@ def evaluate(
     scores = {name: SystemScores(name) for name in systems}
     t0 = time.time()
     n = 0
+    if cfg.paraphrase not in ("", "probe"):
+        raise ValueError(f"eval.paraphrase must be '' or 'probe', got {cfg.paraphrase!r}")
+    rng = random.Random(cfg.seed0)
     for ctx in contexts:
         if cfg.max_queries and n >= cfg.max_queries:
             break
+        if cfg.paraphrase == "probe":
+            from frs_ros.training.augment import PROBE_PARAPHRASES, paraphrase
+
+            text = paraphrase(ctx.query.template_id, ctx.query.text, rng, PROBE_PARAPHRASES)
+            if text is None:
+                continue
+            ctx = replace(ctx, query=replace(ctx.query, text=text))
         n += 1
         for name, (reasoner, tools) in systems.items():
             t = time.perf_counter()

@@ -18,6 +18,7 @@ import math
 import random
 import re
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
@@ -344,12 +345,15 @@ def train_sft(
     skip = 0  # batches of the current epoch already trained (resume)
     if cfg.resume and (out_dir / "last" / RESUME_STATE).exists():
         step, epoch, skip, history = load_resume_state(out_dir / "last", acc.unwrap_model(model), opt)
-        for _ in range(step):
-            sched.step()
+        with warnings.catch_warnings():  # replaying the schedule: no optimizer step belongs to it
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(step):
+                sched.step()
         if on_log and acc.is_main_process:
             on_log({"stage": "sft", "resumed_at_step": step, "epoch": epoch})
     tokens_seen = 0
     run_loss, run_n = 0.0, 0
+    next_batch = skip
     while step < total:
         if cfg.group_by_twin:
             batches = twin_grouped_batches(twin_keys, cfg.batch_size, cfg.seed + epoch)
@@ -377,6 +381,7 @@ def train_sft(
                 opt.zero_grad(set_to_none=True)
             run_loss += float(loss.detach()) * n_tok
             run_n += n_tok
+            next_batch = bi + 1
             tokens_seen += int(batch["attention_mask"].sum())
             if not acc.sync_gradients:
                 continue
@@ -414,6 +419,6 @@ def train_sft(
             extra={"examples": len(examples), "dropped_too_long": dropped, "wall_s": round(wall, 1)}, dtype=save_dtype,
             adapter_only=cfg.adapter_only,
         )
-        save_resume_state(out_dir / "last", acc.unwrap_model(model), opt, step, epoch, 0, history)
+        save_resume_state(out_dir / "last", acc.unwrap_model(model), opt, step, epoch, next_batch, history)
         write_log(history, out_dir)
     return SFTResult(out_dir=out_dir, steps=step, history=history, dropped_too_long=dropped, wall_s=wall)
