@@ -216,7 +216,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     import rclpy
     from rclpy.utilities import remove_ros_args
 
-    from frs_ros.nodes.common import StopSignals
+    from frs_ros.nodes.common import StopSignals, exit_process
 
     argv = list(sys.argv[1:] if argv is None else argv)
     opts = make_parser().parse_args(remove_ros_args(["frs_bringup"] + argv)[1:])
@@ -239,7 +239,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     finally:
         stop.ignore()  # every further signal is ignored: the shutdown runs to its end
         graph.shutdown()
-    return 0
+    exit_process(0)  # skip the interpreter's slow teardown of torch & co. (see common.exit_process)
 
 
 if __name__ == "__main__":

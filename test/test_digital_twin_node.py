@@ -204,11 +204,11 @@ def test_node_process_stops_cleanly_on_sigint(ros_context, unique_name, signals)
         probe, status = _twins_from_status(ros_context, ns)
         ex = SingleThreadedExecutor(context=ros_context)
         ex.add_node(probe)
-        deadline = time.monotonic() + 30.0
-        while status.get("twins", 0) < 20 and time.monotonic() < deadline and proc.poll() is None:
+        deadline = time.monotonic() + 90.0  # generous: one update takes 5 ms idle, 0.6 s on 2 cores at load 12
+        while status.get("twins", 0) < 5 and time.monotonic() < deadline and proc.poll() is None:
             ex.spin_once(timeout_sec=0.1)
         ex.shutdown()
-        assert status.get("twins", 0) >= 20, f"the twin node is not updating: {status}"
+        assert status.get("twins", 0) >= 5, f"the twin node is not updating: {status}"
         for _ in range(signals):
             proc.send_signal(signal.SIGINT)
             time.sleep(0.01)

@@ -12,7 +12,8 @@ SIGINT and requires exit code 0, every node "finished cleanly", no process left 
 group, and none of ``FORBIDDEN`` in the log (defects a-d of issue 13). Logs: pytest's tmp_path.
 
 Reasoner: the defaults scenario runs config/frs.yaml's own student (loading it is part of the test) on a
-fixed query. The namespace scenario is about namespaces, remapped topics and an outside camera, so it
+fixed query (up to 3 goals until one is ``ok``: a learned student may write an unparsable rollout on some
+frame). The namespace scenario is about namespaces, remapped topics and an outside camera, so it
 passes ``params_file:=`` a copy of config/frs.yaml with the oracle reasoner, asked one of the episode's own
 queries (from the camera's latched ``/robot1/frs/sim/queries``): deterministic, and ``ok`` only when frames,
 twin and ground truth really crossed the remapped topics (else ``no_twin``/``error``).
@@ -115,6 +116,12 @@ def _group_alive(pgid: int) -> list[str]:
     return out
 
 
+def _default_sigint() -> None:
+    """Child set-up: SIGINT at its default disposition, as under a terminal. A test run started as a
+    background job inherits SIGINT ignored, and `ros2 launch` would then ignore the SIGINT we send."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _stop(proc: subprocess.Popen, group: bool = False) -> tuple[int | None, float]:
     """One SIGINT (to the process, or to its whole group as a terminal's Ctrl-C does); exit code and seconds."""
     t0 = time.monotonic()
@@ -215,9 +222,10 @@ def _sim_query(probe: GraphProbe) -> str | None:
 
 
 def _run_scenario(ros_context, env: dict, tmp_path: Path, name: str, args: list[str], ns: str,
-                  nodes: tuple[str, ...], camera: list[str] | None = None, query=QUERY) -> dict:
+                  nodes: tuple[str, ...], camera: list[str] | None = None, query=QUERY, tries_ok: int = 1) -> dict:
     """Launch, check, goal, SIGINT; returns the timings. ``camera``: a camera driver started beside the launch;
-    ``query``: the goal's text, or a function of the GraphProbe that gives it."""
+    ``query``: the goal's text, or a function of the GraphProbe that gives it; ``tries_ok``: goals sent until
+    one ends 'ok'."""
     log = tmp_path / f"{name}.log"
     cam_log = tmp_path / f"{name}_camera.log"
     times: dict = {}
@@ -228,10 +236,11 @@ def _run_scenario(ros_context, env: dict, tmp_path: Path, name: str, args: list[
         if camera is not None:
             # its own process group: stopped with a group SIGINT, like Ctrl-C in its terminal
             cam = subprocess.Popen(camera, env=env, stdin=subprocess.DEVNULL, stdout=cfh, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+                                   start_new_session=True, preexec_fn=_default_sigint)
         # its own session: no terminal, one SIGINT to `ros2 launch` only (it forwards one to each node)
         proc = subprocess.Popen(["ros2", "launch", "frs_ros", "bringup.launch.py", *args], env=env,
-                                stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_default_sigint)
         try:
             up = probe.wait(lambda: not probe.missing() and probe.client.server_is_ready(), t0 + UP_WITHIN_S)
             times["up_s"] = time.monotonic() - t0
@@ -245,9 +254,14 @@ def _run_scenario(ros_context, env: dict, tmp_path: Path, name: str, args: list[
                 assert probe.wait(lambda: query(probe), time.monotonic() + 10.0), f"{name}: no query to ask"
                 query = query(probe)
             t1 = time.monotonic()
-            status, summary = _send_goal(env, probe.action, query, tmp_path / f"{name}_goal.txt")
+            tries = []
+            for i in range(tries_ok):
+                status, summary = _send_goal(env, probe.action, query, tmp_path / f"{name}_goal{i}.txt")
+                tries.append(f"try {i + 1}: {status}\n{summary}")
+                if status == "ok":
+                    break
             times["goal_s"] = time.monotonic() - t1
-            assert status == "ok", f"{name}: goal status {status!r}:\n{summary}"
+            assert status == "ok", f"{name}: no goal ended 'ok':\n" + "\n".join(tries)
             assert "Goal finished with status: SUCCEEDED" in summary, summary
             assert proc.poll() is None, f"{name}: ros2 launch ended early ({proc.returncode})"
             rc, times["shutdown_s"] = _stop(proc)
@@ -278,7 +292,9 @@ def test_launch_defaults(ros_context, launch_env, tmp_path):
     """`ros2 launch frs_ros bringup.launch.py`: the simulated camera, the sim twin, the default student."""
     model = os.environ.get("FRS_LAUNCH_TEST_REASONER")
     args = [f"params_file:={_params_with_reasoner(tmp_path, model=model, adapter='')}"] if model else []
-    _run_scenario(ros_context, launch_env, tmp_path, "defaults", args, "", ALL_NODES)
+    # A learned student can write a rollout that does not parse on some frame (status 'error', seen with
+    # the nano student); the twin changes from frame to frame, so up to 3 goals, one of which must be 'ok'.
+    _run_scenario(ros_context, launch_env, tmp_path, "defaults", args, "", ALL_NODES, tries_ok=3)
 
 
 def test_launch_namespace_without_sim_camera(ros_context, launch_env, tmp_path):

@@ -13,7 +13,7 @@ import functools
 import json
 import signal
 import threading
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
@@ -262,11 +262,34 @@ def teardown(executor: Any, nodes: list, timeout_s: float = 10.0) -> None:
         node.destroy_node()
 
 
-def run_node(node_factory: Callable[[], Node], args: Optional[list] = None) -> int:
+def exit_process(code: int) -> NoReturn:
+    """End the process now, after an orderly shutdown, without the interpreter's finalization.
+
+    Exit handlers run and logging and stdio are flushed; what is skipped is the teardown of every module.
+    Measured on 2 cores at load 6-13: a process that has imported torch + transformers spent 7-14 s in
+    that teardown (0.5 s with this), past ``ros2 launch``'s 5 s from SIGINT to SIGTERM, so launch
+    escalated to SIGKILL ("process has died ... exit code -9") although the node had shut down cleanly.
+    """
+    import atexit
+    import logging
+    import os
+    import sys
+
+    try:
+        atexit._run_exitfuncs()  # noqa: SLF001 - what a normal exit would run
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+def run_node(node_factory: Callable[[], Node], args: Optional[list] = None) -> NoReturn:
     """``main()`` body of every frs node: init, spin a MultiThreadedExecutor until SIGINT/SIGTERM, then
     stop spinning, finalize and destroy the node, and shut the context down, in that order (see
-    ``StopSignals``). Returns 0 after a requested stop, however many signals came; 1 when the executor
-    died on its own (a callback raised: its traceback is printed by the executor thread)."""
+    ``StopSignals``), and end the process (``exit_process``): exit code 0 after a requested stop, however
+    many signals came; 1 when the executor died on its own (a callback raised: its traceback is printed
+    by the executor thread). An exception while starting (bad parameters) propagates as usual."""
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
@@ -289,4 +312,4 @@ def run_node(node_factory: Callable[[], Node], args: Optional[list] = None) -> i
         teardown(executor, [node] if node is not None else [])
         if rclpy.ok():
             rclpy.shutdown()
-    return 1 if spinner is not None and spinner.error is not None else 0
+    exit_process(1 if spinner is not None and spinner.error is not None else 0)
