@@ -88,3 +88,58 @@ def test_generate_chains_writes_records_and_stats(tmp_path):
     assert r.total == 2.0
     r = score_rollout("<reason>pick 3</reason><answer>3</answer>", id_masks, gt, rec["reason"], LexicalJudge(), 0.5)
     assert r.accuracy == 0.0
+
+
+class _FlaggingTeacher:
+    """Always answers the right track 1; flags the 1st chain DO_NOT_TRAIN (the oracle's marker), adds a
+    harmless warning to the 2nd, and answers wrongly *and* flags the 3rd."""
+
+    def __init__(self):
+        self.n = 0
+
+    def reason(self, query, twin, twin_text, frame, tools, **kw):
+        from frs_ros.reasoning.oracle import DO_NOT_TRAIN
+
+        self.n += 1
+        ans = "3" if self.n == 3 else "1"
+        out = _out(f"<reason>#{ans} is the leftmost mug.</reason><answer>{ans}</answer>")
+        out.warnings = {1: [f"the twin does not show 'leftmost' for #1 ({DO_NOT_TRAIN})"],
+                        2: ["sim target(s) [9] have no twin object; answered with the rest"],
+                        3: [f"twin colour of #3 is 'red', query says 'blue' ({DO_NOT_TRAIN})"]}[self.n]
+        return out
+
+
+def test_generate_chains_drops_chains_the_twin_text_cannot_justify(tmp_path):
+    ctxs = [_ctx((0, 0, 10, 10), "spatial", i) for i in range(3)]
+    cfg = ChainsConfig(out=str(tmp_path / "c.jsonl"))
+    stats = generate_chains(cfg, reasoner=_FlaggingTeacher(), contexts=iter(ctxs))
+    # the 1st is right (IoU 1.0) but flagged: dropped as twin_lacks_fact; the 2nd is kept; the wrong
+    # 3rd is an IoU rejection (the IoU filter decides first)
+    assert (stats.seen, stats.kept) == (3, 1)
+    s = json.loads((tmp_path / "c.jsonl.stats.json").read_text())
+    assert s["rejected"] == {"twin_lacks_fact": 1, "iou_le_0.70": 1}
+    assert s["per_kind"]["spatial"] == {"seen": 3, "kept": 1}
+    recs = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert [r["query_index"] for r in recs] == [1] and recs[0]["n_tool_rounds"] == 0
+
+
+def test_oracle_chains_on_a_sim_image_use_no_tools_and_drop_only_flagged_ones(tmp_path):
+    from frs_ros.reasoning.oracle import DO_NOT_TRAIN, OracleReasoner
+    from frs_ros.training.chains import contexts_of_sample, run_teacher
+
+    ctxs = contexts_of_sample("image", 3, "train")
+    assert ctxs and all(c.twin_text.splitlines()[0].startswith("twin t=") and "img=" not in c.twin_text for c in ctxs)
+    oracle = OracleReasoner()
+    outs = [run_teacher(oracle, c) for c in ctxs]
+    right = [judge_chain(c, o, 0.7)[0] is None for c, o in zip(ctxs, outs)]
+    flagged = [any(DO_NOT_TRAIN in w for w in o.warnings) for o in outs]
+    cfg = ChainsConfig(out=str(tmp_path / "c.jsonl"))
+    stats = generate_chains(cfg, reasoner=OracleReasoner(), contexts=iter(ctxs))
+    recs = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert stats.kept == len(recs) == sum(r and not f for r, f in zip(right, flagged)) > 0
+    assert stats.rejected.get("twin_lacks_fact", 0) == sum(r and f for r, f in zip(right, flagged))
+    assert all(not o.rollout.plans and not o.tool_calls for o in outs)  # the oracle never calls tools
+    for r in recs:
+        # concise, tool-free chains whose answer ids are objects of the twin text
+        assert r["n_tool_rounds"] == 0 and "<plan>" not in r["rollout"] and len(r["reason"]) < 80, r
+        assert all(f"#{i} " in r["twin_text"] for i in r["answer_ids"])

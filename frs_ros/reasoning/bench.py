@@ -37,7 +37,7 @@ def oracle_benchmark(n_images: int = 200, n_episodes: int = 20, split: str = "va
                      seed0: int = 0, verbose: bool = False) -> dict:
     """gIoU of the oracle teacher on ``n_images`` images + ``n_episodes`` episodes of ``split``."""
     from frs_ros.reasoning.api import ReasonSegEngine
-    from frs_ros.reasoning.oracle import OracleReasoner
+    from frs_ros.reasoning.oracle import DO_NOT_TRAIN, OracleReasoner
     from frs_ros.sim import generate_episode, generate_image
     from frs_ros.twin.config import TwinConfig
     from frs_ros.twin.tools import run_tool
@@ -47,6 +47,7 @@ def oracle_benchmark(n_images: int = 200, n_episodes: int = 20, split: str = "va
     engine = ReasonSegEngine({"backend": "oracle"}, reasoner=oracle)
     per_kind: dict[str, list[float]] = defaultdict(list)
     tools_used = 0
+    untrainable: dict[str, int] = defaultdict(int)  # per kind: chains flagged DO_NOT_TRAIN
     chain_chars: list[int] = []
     failures: list[str] = []
     samples = [("image", s) for s in range(seed0, seed0 + n_images)] + [("episode", s) for s in range(seed0, seed0 + n_episodes)]
@@ -75,6 +76,7 @@ def oracle_benchmark(n_images: int = 200, n_episodes: int = 20, split: str = "va
             iou = float(np.mean(ious))
             per_kind[q.kind].append(iou)
             tools_used += bool(ans.rollout.plans)
+            untrainable[q.kind] += any(DO_NOT_TRAIN in w for w in ans.warnings)
             chain_chars.append(len(ans.rollout.reason))
             if iou < 0.9 and verbose:
                 print(f"low IoU {iou:.2f} {kind} {seed} {q.kind} {q.spec} -> {ans.reasoning}")
@@ -84,6 +86,8 @@ def oracle_benchmark(n_images: int = 200, n_episodes: int = 20, split: str = "va
         "queries": len(all_iou),
         "per_kind": {k: {"n": len(v), "giou": float(np.mean(v))} for k, v in sorted(per_kind.items())},
         "with_tools": tools_used,
+        "do_not_train": sum(untrainable.values()),
+        "do_not_train_per_kind": {k: v for k, v in sorted(untrainable.items()) if v},
         "mean_reason_chars": float(np.mean(chain_chars)) if chain_chars else 0.0,
         "failures": failures[:10],
     }
@@ -107,10 +111,13 @@ def timing_benchmark(threads: int = 2, n_objects: int = 10, decode_steps: int = 
     r = HFReasoner(ReasonerConfig(model="random-qwen3-0.6b", dtype=dtype), model=model, tokenizer=tok)
     rng = np.random.default_rng(0)
     labels = ["mug", "bowl", "plate", "bottle", "book", "phone", "apple", "spoon", "laptop", "vase"]
-    lines = ["twin t=0.00s img=640x480 depth=sensor objects=%d | x,y: box centre / image size; z: median depth m; size: w x h m" % n_objects]
+    colors = ["red", "white", "blue", "green", "black"]
+    lines = ["twin t=0.00s depth=sensor objects=%d" % n_objects]
     for i in range(1, n_objects + 1):
-        lines.append(f"#{i} {labels[i % len(labels)]} x={rng.random():.2f} y={rng.random():.2f} z={0.5 + rng.random():.2f} "
-                     f"size={0.05 + 0.2 * rng.random():.2f}x{0.05 + 0.2 * rng.random():.2f}")
+        lines.append(f"{colors[i % len(colors)]} {labels[i % len(labels)]} #{i} x={rng.random():.2f} "
+                     f"z={0.5 + rng.random():.2f} size={0.05 + 0.2 * rng.random():.2f}x{0.05 + 0.2 * rng.random():.2f}")
+    lines.append("facts: " + "; ".join(f"{w} object #{i}" for w, i in
+                                        (("nearest", 1), ("farthest", 2), ("leftmost", 3), ("rightmost", 4))))
     twin_text = "\n".join(lines)
     out: dict = {"threads": threads, "dtype": dtype, "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
 

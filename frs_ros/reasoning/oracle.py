@@ -5,18 +5,16 @@ It is the teacher for distillation on sim data (a large LLM teacher implements t
 else: the query's sim ``target_ids`` are mapped to twin track ids by mask overlap with
 ``frame.gt.instance_map``, and ``query.spec`` says in words why they are the answer.
 
-The chain is the format the student learns, so it is regular and short (WISE: rationale
-first), written only from what the student can see -- the twin text (labels, ``x``, ``z``,
-``size``, ``moved``/``new``/``lost`` flags) -- plus tools where the twin lacks a fact:
-
-- colour (attribute.color, color_only, multi.color, none-by-colour): ``describe(id)`` of the
-  candidates whose colour is not yet in the twin;
-- material: ``describe(id)`` of the candidates (colour/shape evidence; material itself is not
-  observable by the tools);
-- temporal (moved, appeared, disappeared, reappeared): ``history(id)`` of the candidates;
-- everything else: no tools (positions, depth and sizes are in the twin text).
-
-Reasoning sentences always follow one pattern: *what is asked. what the scene shows. choice.*
+The chain is the format the student learns, so it is regular and short (WISE: a concise
+rationale; ~10 tokens). It names the object with the twin text's own words followed by the id
+-- "speaker #6 plays music.", "rightmost plate #4.", "mugs #1 #5.", "moved soccer ball #2.",
+"No pencil here." -- so that the student, having written the words, copies the id that follows
+them in the scene (see ``frs_ros.twin.serialize``: the twin text carries dominant colours and a
+``facts:`` line with order, group and motion facts, so the chains need no tool calls;
+relations to a reference object cite the two coordinates). When the twin text does not show the
+deciding fact for the target (a colour named otherwise, an order seen otherwise), the answer is
+still right but the chain is flagged ``DO_NOT_TRAIN`` in its warnings and chain generation
+drops it.
 """
 
 from __future__ import annotations
@@ -34,11 +32,12 @@ from frs_ros.reasoning import rollout as grammar
 from frs_ros.reasoning.base import Feedback, FeedbackCallback, ReasonerOutput, ToolExecutor
 from frs_ros.reasoning.config import ReasonerConfig
 from frs_ros.reasoning.types import Rollout, ToolCall
-from frs_ros.twin.depth import METRIC_SOURCES, metric_extent_m
+from frs_ros.twin.serialize import object_line, plural, twin_facts
 from frs_ros.twin.types import DigitalTwin, TwinObject
 
-#: At most this many tool calls in one plan (keeps chains and prefill short).
-MAX_CALLS = 6
+#: Marker in a warning: the chain's answer is right but the twin text cannot justify it, so
+#: chain generation drops it (a student cannot learn it from what it sees).
+DO_NOT_TRAIN = "do not train on this chain"
 #: A twin object maps to the sim instance covering at least this fraction of its mask.
 MIN_MAP_FRACTION = 0.5
 
@@ -68,10 +67,6 @@ def _x(o: TwinObject, twin: DigitalTwin) -> float:
 
 def _z(o: TwinObject) -> float:
     return float(o.depth.median) if o.depth.valid else math.nan
-
-
-def _ids(objs: list[TwinObject]) -> str:
-    return ", ".join(f"#{o.track_id}" for o in objs)
 
 
 def _plural(word: str) -> str:
@@ -172,6 +167,9 @@ class _Chain:
         self.calls: list[ToolCall] = []
         self.answer: list[int] = []
         self.warnings: list[str] = []
+        #: the twin text's object lines and facts phrases (what the student sees)
+        self.lines = {o.track_id: object_line(o, twin) for o in twin.objects}
+        self.facts = twin_facts(twin)
         targets = set(int(i) for i in q.target_ids)
         self.targets = [o for o in twin.objects if sim_of.get(o.track_id) in targets]
         self.targets.sort(key=lambda o: o.track_id)
@@ -191,24 +189,6 @@ class _Chain:
     def of_category(self, cat: str) -> list[TwinObject]:
         return [o for o in self.visible() if self.category_of(o) == cat]
 
-    def name(self, o: TwinObject) -> str:
-        return f"#{o.track_id} {o.label}"
-
-    def describe_calls(self, objs: list[TwinObject], key: str = "color") -> list[ToolCall]:
-        """describe() for objects whose ``key`` is not yet in the twin (target always first);
-        none when no tool executor is available."""
-        if not self.tools_ok:
-            return []
-        need = [o for o in objs if key not in o.attributes]
-        need = sorted(need, key=lambda o: (o not in self.targets, o.track_id))[:MAX_CALLS]
-        return [ToolCall("describe", (o.track_id,)) for o in sorted(need, key=lambda o: o.track_id)]
-
-    def history_calls(self, objs: list[TwinObject]) -> list[ToolCall]:
-        if not self.tools_ok:
-            return []
-        objs = sorted(objs, key=lambda o: (o not in self.targets, o.track_id))[:MAX_CALLS]
-        return [ToolCall("history", (o.track_id,)) for o in sorted(objs, key=lambda o: o.track_id)]
-
     def done(self, reason: str, answer: Optional[list[TwinObject]] = None, calls: Optional[list[ToolCall]] = None) -> None:
         objs = self.targets if answer is None else answer
         self.reason = " ".join(reason.split())
@@ -222,82 +202,88 @@ class _Chain:
             return self.solve_none()
         if not self.targets:
             # the twin has not (yet) got the target: from what the student sees, nothing fits
-            self.warnings.append("no twin object for any target: answered none (do not train on this chain)")
-            return self.done("Nothing in the scene fits the query.", answer=[])
+            self.warnings.append(f"no twin object for any target: answered none ({DO_NOT_TRAIN})")
+            return self.done("Nothing here fits.", answer=[])
         fn = getattr(self, f"solve_{kind}", None)
         if fn is None:
             self.warnings.append(f"unknown query kind {kind!r}: answered from ground truth without explanation")
-            return self.done(f"The query names {_ids(self.targets)}.")
+            return self.done(f"{self.group(self.targets)}.")
         fn()
 
-    def colour_reason(self, want: str, cands: list[TwinObject], calls: list[ToolCall], pick: str) -> str:
-        """'<cands>; check their colours, pick <pick>.' or, when colours are in the twin, the facts."""
-        if calls:
-            return f"{want} Colours unknown: describe {_ids(cands)}, pick {pick}."
-        known = "; ".join(f"#{o.track_id} {o.attributes['color']}" for o in cands if "color" in o.attributes)
-        return f"{want} Colours: {known}." if known else want
+    # Every chain cites the twin text that decides it, in the text's own word order, so that the
+    # id comes right after the words that name the object (an induction copy for the student):
+    # "speaker #6 plays music.", "rightmost plate #4.", "No pencil here." When the twin text does
+    # not show the deciding fact for the target (a colour the describe rule names otherwise, an
+    # order our box centres see otherwise), the chain is flagged DO_NOT_TRAIN.
+    def need_fact(self, fact: str) -> None:
+        if fact not in self.facts:
+            self.warnings.append(f"the twin facts do not say '{fact}' ({DO_NOT_TRAIN})")
+
+    def need_color(self, objs: list[TwinObject], color: str) -> None:
+        for o in objs:
+            if o.attributes.get("color") != color:
+                self.warnings.append(
+                    f"twin colour of #{o.track_id} is {o.attributes.get('color')!r}, query says {color!r} ({DO_NOT_TRAIN})")
+
+    def named(self, o: TwinObject, with_color: bool = False) -> str:
+        """'speaker #6' (or 'grey speaker #6'): the object's words and id as its twin line has them."""
+        c = o.attributes.get("color")
+        return f"{c} {o.label} #{o.track_id}" if with_color and c else f"{o.label} #{o.track_id}"
+
+    def group(self, objs: list[TwinObject], with_color: bool = False) -> str:
+        """'cutting board #1, plates #4 #7': objects of one label listed as the facts list them."""
+        by: dict[str, list[TwinObject]] = {}
+        for o in sorted(objs, key=lambda o: o.track_id):
+            by.setdefault(o.label, []).append(o)
+        out = []
+        for label, os_ in by.items():
+            if len(os_) == 1:
+                out.append(self.named(os_[0], with_color))
+            else:
+                out.append(f"{plural(label)} " + " ".join(f"#{o.track_id}" for o in os_))
+        return ", ".join(out)
 
     def solve_attribute(self) -> None:
         s = self.spec
         t = self.targets
         if "color" in s and "category" in s:
-            cands = self.of_category(s["category"])
-            calls = self.describe_calls(cands)
-            want = f"Want the {s['color']} {s['category']}. {_plural(s['category']).capitalize()}: {_ids(cands)}."
-            reason = self.colour_reason(want, cands, calls, f"the {s['color']} one")
-            return self.done(reason if calls else f"{reason} {s['color'].capitalize()}: {_ids(t)}.",
-                             calls=calls)
+            self.need_color(t, s["color"])
+            return self.done(f"{self.named(t[0], with_color=True)}.")
         if "material" in s:
-            cands = self.of_category(s["category"])
-            calls = self.describe_calls(cands, key="shape")
-            want = f"Want the {s['material']} {s['category']}. {_plural(s['category']).capitalize()}: {_ids(cands)}."
-            if calls:
-                return self.done(f"{want} Material not in the scene: describe them, pick the {s['material']}-looking one.",
-                                 calls=calls)
-            return self.done(f"{want} The {s['material']} one: {_ids(t)}.")
+            # material is not observable by the twin: the teacher knows it, the student guesses
+            return self.done(f"{_MATERIAL_WORD.get(s['material'], s['material'])} {self.named(t[0])}.")
         if "color" in s:  # the only object of a colour
-            cands = self.visible()
-            calls = self.describe_calls(cands)
-            reason = self.colour_reason(f"Want the only {s['color']} object.", cands, calls, f"the {s['color']} one")
-            return self.done(reason if calls else f"{reason} {s['color'].capitalize()}: {_ids(t)}.",
-                             calls=calls)
-        cat = s.get("category", "object")
-        label = t[0].label if t else cat
-        same = "" if label == cat else f" (a {cat})"
-        return self.done(f"Want the {cat}. {self.name(t[0]) if t else 'It'}{same} is the only one.")
+            self.need_color(t, s["color"])
+            return self.done(f"{self.named(t[0], with_color=True)}.")
+        return self.done(f"{self.named(t[0])}.")
 
     def solve_multi(self) -> None:
         s = self.spec
         t = self.targets
         if "category" in s:
-            return self.done(f"Want every {s['category']}. {_plural(s['category']).capitalize()}: {_ids(t)}.")
+            fact = f"{plural(t[0].label)} " + " ".join(f"#{o.track_id}" for o in t)
+            self.need_fact(fact)
+            return self.done(f"{fact}.")
         if "color" in s:
-            cands = self.visible()
-            calls = self.describe_calls(cands)
-            reason = self.colour_reason(f"Want everything {s['color']}.", cands, calls, f"all {s['color']} ones")
-            return self.done(reason if calls else f"{reason} {s['color'].capitalize()}: {_ids(t)}.",
-                             calls=calls)
+            fact = f"{s['color']} ones " + " ".join(f"#{o.track_id}" for o in t)
+            self.need_fact(fact)
+            return self.done(f"{fact}.")
         aff = s.get("affordance", "")
-        return self.done(f"Want all that {_clause(aff)}. " + "; ".join(f"{self.name(o)} {aff}" for o in t) + ".")
+        return self.done(f"{self.group(t)}: each {aff}.")
 
     def solve_affordance(self) -> None:
         aff = self.spec.get("affordance", "")
-        t = self.targets
-        return self.done(f"Need something that {_clause(aff)}. " + "; ".join(f"{self.name(o)} {aff}" for o in t) + ".")
+        return self.done(f"{self.group(self.targets)} {aff}.")
 
     def solve_spatial(self) -> None:
         s = self.spec
         rel = s.get("relation", "")
         t = self.targets
         cat = s.get("category")
-        cands = self.of_category(cat) if cat else self.visible()
-        what = cat or "object"
-        if rel in ("leftmost", "rightmost"):
-            vals = "; ".join(f"#{o.track_id} x={_x(o, self.twin):.2f}" for o in sorted(cands, key=lambda o: _x(o, self.twin)))
-            return self.done(f"Want the {rel} {what}. {_plural(what).capitalize()} by x: {vals}. {rel.capitalize()}: {_ids(t)}.")
-        if rel in ("nearest", "farthest"):
-            vals = "; ".join(f"#{o.track_id} z={_z(o):.2f}" for o in sorted(cands, key=_z))
-            return self.done(f"Want the {rel} {what}. {_plural(what).capitalize()} by z: {vals}. {rel.capitalize()}: {_ids(t)}.")
+        if rel in ("leftmost", "rightmost", "nearest", "farthest"):
+            fact = f"{rel} {t[0].label if cat else 'object'} #{t[0].track_id}"
+            self.need_fact(fact)
+            return self.done(f"{fact}.")
         ref_sid = s.get("reference_id")
         ref = [o for o in self.visible() if self.sim_of.get(o.track_id) == ref_sid]
         words = rel.replace("_", " ")
@@ -305,107 +291,56 @@ class _Chain:
             r = ref[0]
             axis = "z" if rel in ("in_front_of", "behind") else "x"
             val = (lambda o: _z(o)) if axis == "z" else (lambda o: _x(o, self.twin))
-            vals = "; ".join(f"#{o.track_id} {axis}={val(o):.2f}" for o in sorted(cands, key=val))
-            return self.done(
-                f"Want the {what} {words} the {s.get('reference_category', 'reference')}. Reference {self.name(r)} "
-                f"{axis}={val(r):.2f}. {_plural(what).capitalize()}: {vals}. {words.capitalize()} it: {_ids(t)}."
-            )
-        self.warnings.append(f"reference sim object {ref_sid} has no twin object")
-        return self.done(f"Want the {what} {words} the {s.get('reference_category', 'reference')}. It is {_ids(t)}.")
+            return self.done(f"{self.named(r)} {axis}={val(r):.2f}; {t[0].label} {words} it: "
+                             f"{self.named(t[0])} {axis}={val(t[0]):.2f}.")
+        self.warnings.append(f"reference sim object {ref_sid} has no twin object ({DO_NOT_TRAIN})")
+        return self.done(f"{t[0].label} {words} the {s.get('reference_category', 'reference')}: {self.named(t[0])}.")
 
     def solve_comparative(self) -> None:
         s = self.spec
-        cat = s.get("category", "object")
-        cands = self.of_category(cat)
         t = self.targets
         if s.get("op") == "ordinal":
             side = s.get("from", "left")
-            order = sorted(cands, key=lambda o: _x(o, self.twin), reverse=(side == "right"))
-            vals = "; ".join(f"#{o.track_id} x={_x(o, self.twin):.2f}" for o in order)
             rank = int(s.get("rank", 1))
-            return self.done(f"Want {cat} number {rank} from the {side}. From the {side}: {vals}. Number {rank}: {_ids(t)}.")
-        op = s.get("op", "larger")
-        vals = "; ".join(f"#{o.track_id} {_size_text(o, self.twin)}" for o in cands)
-        return self.done(f"Want the {op} {cat}. Sizes: {vals}. {op.capitalize()}: {_ids(t)}.")
+            fact = f"{_ORDINAL_WORD.get(rank, rank)} {t[0].label} from {side} #{t[0].track_id}"
+            # the facts name the ends of a row 'leftmost'/'rightmost', never '1st'/'Nth .. from'
+            n = sum(1 for o in self.visible() if o.label == t[0].label)
+            end = {1: side, n: "right" if side == "left" else "left"}.get(rank)
+            if end is not None:
+                fact = f"{end}most {t[0].label} #{t[0].track_id}"
+        else:
+            fact = f"{'biggest' if s.get('op', 'larger') == 'larger' else 'smallest'} {t[0].label} #{t[0].track_id}"
+        self.need_fact(fact)
+        return self.done(f"{fact}.")
 
     def solve_temporal(self) -> None:
         ev = self.spec.get("event", "")
         t = self.targets
-        objs = sorted(self.twin.objects, key=lambda o: o.track_id)
-
-        def check(prefix: str, cands: list[TwinObject], pick: str) -> None:
-            calls = self.history_calls(_with_targets(cands, t))
-            tail = f"Check history, {pick}." if calls else f"Answer: {_ids(t)}."
-            self.done(f"{prefix} {tail}", calls=calls)
-
-        if ev in ("moved", "moved_most"):
-            cands = sorted((o for o in objs if math.isfinite(o.displacement_m) and o.displacement_m > 0.05),
-                           key=lambda o: -o.displacement_m)
-            vals = "; ".join(f"#{o.track_id} moved={o.displacement_m:.2f}" for o in cands)
-            what = "the object that moved most" if ev == "moved_most" else "the object that moved"
-            pick = "pick the largest displacement" if ev == "moved_most" else "pick the one that moved"
-            return check(f"Want {what}. Moved: {vals or 'none flagged'}.", cands, pick)
-        if ev == "appeared":
-            cands = [o for o in objs if o.first_seen_ns > self.twin.start_ns]
-            return check(f"Want the object that appeared{self.named(t)}. New: {_ids(cands) or 'none flagged'}.",
-                         cands, "pick the one first seen late")
-        if ev == "disappeared":
-            cands = [o for o in objs if not o.visible]
-            return check(f"Want the object that disappeared{self.named(t)}. Lost: {_ids(cands) or 'none flagged'}.",
-                         cands, "pick the one gone now")
-        if ev == "reappeared":
-            cands = [o for o in objs if o.gaps_ns and o.visible]
-            return check(f"Want the object that was hidden for a while{self.named(t)}.", cands, "pick the one with a hidden gap")
-        self.warnings.append(f"unknown temporal event {ev!r}")
-        return self.done(f"Want the object with the asked motion. Answer: {_ids(t)}.")
-
-    def named(self, t: list[TwinObject]) -> str:
-        """' (a teddy bear)' when the query text names the target's category, else ''."""
-        cats = {self.category_of(o) or o.label for o in t}
-        text = str(getattr(self.q, "text", "")).lower()
-        hit = [c for c in cats if c and c.lower() in text]
-        return f" (a {hit[0]})" if len(hit) == 1 else ""
+        o = t[0]
+        word = {"moved": "moved", "moved_most": "moved most", "appeared": "new", "disappeared": "lost",
+                "reappeared": "was hidden"}.get(ev)
+        if word is None:
+            self.warnings.append(f"unknown temporal event {ev!r}")
+            return self.done(f"{self.named(o)}.")
+        fact = f"{word} {self.named(o)}"
+        self.need_fact(fact)
+        return self.done(f"{fact}.")
 
     def solve_none(self) -> None:
         s = self.spec
+        # "No red mug here." must not contradict the twin text (a label or colour named otherwise)
+        for o in self.visible():
+            if "category" in s and o.label == s["category"] and ("color" not in s or o.attributes.get("color") == s["color"]):
+                self.warnings.append(f"the twin shows {self.named(o, with_color='color' in s)}, the answer is none "
+                                     f"({DO_NOT_TRAIN})")
         if "color" in s and "category" in s:
-            cands = self.of_category(s["category"])
-            calls = self.describe_calls(cands)
-            want = f"Want the {s['color']} {s['category']}. {_plural(s['category']).capitalize()}: {_ids(cands)}."
-            reason = self.colour_reason(want, cands, calls, f"the {s['color']} one, if any")
-            return self.done(reason if calls else f"{reason} None is {s['color']}.", answer=[], calls=calls)
+            return self.done(f"No {s['color']} {s['category']} here.", answer=[])
         if "affordance" in s:
-            return self.done(f"Need something that {_clause(s['affordance'])}. Nothing here {s['affordance']}.", answer=[])
+            return self.done(f"Nothing here {s['affordance']}.", answer=[])
         if "category" in s:
-            return self.done(f"Want the {s['category']}. No {s['category']} in the scene.", answer=[])
-        return self.done("Nothing in the scene fits.", answer=[])
+            return self.done(f"No {s['category']} here.", answer=[])
+        return self.done("Nothing here fits.", answer=[])
 
 
-def _clause(aff: str) -> str:
-    """Affordance key -> clause ('holds hot drinks' -> 'could hold a hot drink')."""
-    try:
-        from frs_ros.sim.ontology import AFFORDANCES
-
-        return AFFORDANCES[aff][0]
-    except (ImportError, KeyError):
-        return aff
-
-
-def _with_targets(cands: list[TwinObject], targets: list[TwinObject], limit: int = 3) -> list[TwinObject]:
-    """The first ``limit`` candidates, the targets always included (history() is per object)."""
-    out = list(targets)
-    for o in cands:
-        if len(out) >= max(limit, len(targets)):
-            break
-        if o not in out:
-            out.append(o)
-    return out
-
-
-def _size_text(o: TwinObject, twin: DigitalTwin) -> str:
-    """The size the twin text shows (metric box extent, else % of image area)."""
-    if o.depth.valid and o.depth.source in METRIC_SOURCES:
-        w, h = metric_extent_m(o.box, o.depth.median, twin.intrinsics)
-        return f"size={w:.2f}x{h:.2f}"
-    h, w = twin.image_size
-    return f"area={100.0 * o.area_px / (h * w):.1f}%"
+_ORDINAL_WORD = {1: "1st", 2: "2nd", 3: "3rd", 4: "4th"}
+_MATERIAL_WORD = {"wood": "wooden"}

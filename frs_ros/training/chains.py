@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 
 from frs_ros.masks import RLE, mask_iou, rle_encode
+from frs_ros.reasoning.oracle import DO_NOT_TRAIN
 from frs_ros.training.config import ChainsConfig
 
 EPISODE_SEED_OFFSET = 100000
@@ -341,6 +342,8 @@ def generate_chains(
                 stats.add(ctx, f"teacher_exception_{type(e).__name__}")
                 continue
             reason, iou = judge_chain(ctx, output, cfg.iou_keep)
+            if reason is None and any(DO_NOT_TRAIN in w for w in getattr(output, "warnings", ())):
+                reason = "twin_lacks_fact"  # right answer, but the twin text cannot justify it
             stats.add(ctx, reason, len(output.rollout.plans) if output.rollout else 0)
             if reason is None:
                 f.write(json.dumps(make_record(ctx, output, iou, cfg.causal_clean)) + "\n")

@@ -58,6 +58,9 @@ class TwinConfig:
     ego_motion: estimate camera motion from static objects when frames carry no
         ``extras['T_world_camera']`` (see ``frs_ros.twin.ego``); ego_inlier_m [m]: RANSAC inlier radius.
     seed: RNG seed of the sim label noise (deterministic twins for tests and data).
+    colors: name each object's dominant colour at keyframes and when it is first seen (the
+        ``describe`` rule; ~1 ms per object); the twin text then leads each line with it, so a
+        colour query needs no tool call.
     """
 
     segmenter: str = "sim"
@@ -92,6 +95,7 @@ class TwinConfig:
     ego_inlier_m: float = 0.05
     velocity_window_s: float = 1.0
     history_len: int = 120
+    colors: bool = True
 
     def __post_init__(self) -> None:
         if self.segmenter not in ("sim", "sam2"):

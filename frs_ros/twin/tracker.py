@@ -152,6 +152,8 @@ class Tracker:
 
             to_label = [tid for tid in self._tracks if self._tracks[tid].obj.visible] if keyframe else new_ids
             self._label(frame, to_label)
+            if cfg.colors:
+                self._name_colors(frame, to_label)
             retired = self._retire(t)
             if keyframe or new_ids or retired or prop is None:
                 seg.set_tracks(frame, {tid: tr.mask for tid, tr in self._tracks.items() if tr.obj.visible})
@@ -371,6 +373,21 @@ class Tracker:
                 name, score = cands[0]  # vote with the best label of this frame, weighted by its score
                 tr.votes[name] = tr.votes.get(name, 0.0) + float(score)
             self._apply_votes(tr)
+
+    def _name_colors(self, frame: Frame, track_ids: list[int]) -> None:
+        """Name the dominant colour of each track's mask (``attributes['color']``; the twin text
+        leads the line with it). Same rule as the ``describe`` tool; ~1 ms per object."""
+        from frs_ros.twin.tools import ToolError, dominant_color
+
+        rgb = getattr(frame, "rgb", None)
+        if rgb is None:
+            return
+        for tid in track_ids:
+            tr = self._tracks[tid]
+            try:
+                tr.obj.attributes["color"] = dominant_color(rgb, tr.mask)[0]
+            except ToolError:  # no visible pixels
+                continue
 
     @staticmethod
     def _apply_votes(tr: _Track) -> None:
