@@ -17,7 +17,7 @@ frame). The namespace scenario is about namespaces, remapped topics and an outsi
 passes ``params_file:=`` a copy of config/frs.yaml with the oracle reasoner, asked one of the episode's own
 queries (from the camera's latched ``/robot1/frs/sim/queries``): deterministic, and ``ok`` only when frames,
 twin and ground truth really crossed the remapped topics (else ``no_twin``/``error``).
-``FRS_LAUNCH_TEST_REASONER=<model dir>`` runs the defaults scenario on that model instead (a development
+``FRS_LAUNCH_TEST_PARAMS=<yaml>`` runs the defaults scenario with that ``params_file:=`` instead (a development
 machine where the default student's weights are not there yet).
 """
 
@@ -290,8 +290,8 @@ def _run_scenario(ros_context, env: dict, tmp_path: Path, name: str, args: list[
 
 def test_launch_defaults(ros_context, launch_env, tmp_path):
     """`ros2 launch frs_ros bringup.launch.py`: the simulated camera, the sim twin, the default student."""
-    model = os.environ.get("FRS_LAUNCH_TEST_REASONER")
-    args = [f"params_file:={_params_with_reasoner(tmp_path, model=model, adapter='')}"] if model else []
+    params = os.environ.get("FRS_LAUNCH_TEST_PARAMS")
+    args = [f"params_file:={params}"] if params else []
     # A learned student can write a rollout that does not parse on some frame (status 'error', seen with
     # the nano student); the twin changes from frame to frame, so up to 3 goals, one of which must be 'ok'.
     _run_scenario(ros_context, launch_env, tmp_path, "defaults", args, "", ALL_NODES, tries_ok=3)
