@@ -209,6 +209,9 @@ def test_bad_arguments_are_refused(model):
     dec = optim.LeanDecoder(model, weights="int8", kernel="native", max_len=16)
     with pytest.raises(ValueError, match="max_len"):
         dec.forward(list(range(17)))
+    with pytest.raises(IndexError):  # tied models look embeddings up in the kernel, which checks the ids too
+        dec.forward([1, model.config.vocab_size])
+    assert dec.cache.length == 0
 
 
 def test_without_a_compiler_native_raises_and_auto_falls_back(model, tmp_path, monkeypatch):

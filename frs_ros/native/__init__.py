@@ -138,6 +138,8 @@ def load_causal_lm_int8(portable: bool = False) -> ctypes.CDLL:
             ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
         ]
         lib.frs_simd_level.restype = ctypes.c_int
+        lib.frs_embed_packed.restype = ctypes.c_int
+        lib.frs_embed_packed.argtypes = [ctypes.POINTER(FrsMat), ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
         _loaded[str(lib_path)] = lib
         return lib
 

@@ -15,13 +15,14 @@
  *              AVX2         vpmaddubsw on |x| and sign(x) w (pairs fit s16: 2 * 127 * 127 < 2^15),
  *                           then vpmaddwd with ones (s32);
  *              plain C      (FRS_PORTABLE, or neither) the same integer sums;
- *   layout   the caller fuses q|k|v and gate|up, permutes q/k head dims to interleaved RoPE pairs
+ *   layout   the caller fuses q|k|v and gate|up (alternating 16-row blocks of gate and up rows,
+ *            see qgemm_swiglu), permutes q/k head dims to interleaved RoPE pairs
  *            and folds the softmax scale into the q-norm weight (Qwen3) or into the Wq rows
  *            (Llama: no q/k norm, qk_norm = NULL); a tied LM head is the embedding matrix;
  *   cache    K and V: (L, KV, cap, hd) fp32, token P + t written at row P + t.
  *
- * Decoding one token (T = 1) is organised around the barriers, which at a small width cost as
- * much as the small ops: 5 per layer (after q|k|v, attention, o, gate|up, down). Every thread
+ * Decoding one token (T = 1) is organised around the barriers (sync_team: spin, then yield),
+ * which at a small width cost as much as the small ops: 5 per layer (after q|k|v, attention, o, gate|up + SiLU, down). Every thread
  * computes the norms, activation quantisation and the attention merge itself (a few hundred
  * values: cheaper than a barrier), and the attention over the cache is split into (KV head,
  * position chunk) items so that 3 KV heads still keep 2 threads equally busy.
@@ -30,7 +31,10 @@
  * distinct caches; frs_forward() allocates its scratch per call. Results do not depend on the
  * number of threads (every output value is computed by one thread, in a fixed order).
  */
+#define _GNU_SOURCE /* sched_yield */
 #include <math.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +84,52 @@ int frs_abi_version(void) { return FRS_ABI_VERSION; }
 int frs_simd_level(void) { return FRS_SIMD; }
 
 /* ---------------------------------------------------------------------------------------- */
+/* the team barrier                                                                          */
+/* ---------------------------------------------------------------------------------------- */
+
+/* A sense-reversing barrier that spins briefly, then yields the CPU. Every work-shared loop
+ * below is `omp for nowait` followed by sync_team(). Why not OpenMP's implicit barrier: on a
+ * 2-core host shared with other processes (a training job, the other ROS nodes), a thread
+ * waiting at libgomp's barrier spins for ~300k iterations before it sleeps, taking the core its
+ * descheduled sibling needs; with 150 barriers per decoded token that turned milliseconds into
+ * hundreds of milliseconds per token. Yielding after a short spin hands the core over instead;
+ * on an idle machine the waits are a few microseconds and never reach the yield. */
+typedef struct {
+    atomic_int arrived, phase;
+    int n; /* threads in the team */
+} team_barrier;
+
+typedef struct {
+    team_barrier *b;
+    int phase; /* this thread's view of b->phase */
+} team;
+
+#define SPINS_BEFORE_YIELD 4000 /* ~40-80 us of pause instructions */
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void sync_team(team *tm) {
+    team_barrier *b = tm->b;
+    const int next = tm->phase ^ 1;
+    tm->phase = next;
+    if (atomic_fetch_add_explicit(&b->arrived, 1, memory_order_acq_rel) == b->n - 1) {
+        atomic_store_explicit(&b->arrived, 0, memory_order_relaxed); /* ordered before the release below */
+        atomic_store_explicit(&b->phase, next, memory_order_release);
+        return;
+    }
+    for (int spins = 0; atomic_load_explicit(&b->phase, memory_order_acquire) != next; ++spins) {
+        if (spins < SPINS_BEFORE_YIELD)
+            cpu_relax();
+        else
+            sched_yield();
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* activation quantisation and the int8 matrix product                                      */
 /* ---------------------------------------------------------------------------------------- */
 
@@ -91,6 +141,19 @@ int frs_simd_level(void) { return FRS_SIMD; }
 static float absmax(const float *x, int n) {
     float m[16] = {0};
     int k = 0;
+#if FRS_SIMD >= 1
+    const __m256 sign = _mm256_set1_ps(-0.f);
+    __m256 m0 = _mm256_setzero_ps(), m1 = m0, nan = m0; /* nan: lanes that saw a NaN (max drops them) */
+    for (; k + 16 <= n; k += 16) {
+        const __m256 a = _mm256_loadu_ps(x + k), b = _mm256_loadu_ps(x + k + 8);
+        m0 = _mm256_max_ps(m0, _mm256_andnot_ps(sign, a));
+        m1 = _mm256_max_ps(m1, _mm256_andnot_ps(sign, b));
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(a, b, _CMP_UNORD_Q));
+    }
+    if (_mm256_movemask_ps(nan)) return NAN;
+    _mm256_storeu_ps(m, m0);
+    _mm256_storeu_ps(m + 8, m1);
+#endif
     for (; k + 16 <= n; k += 16)
         for (int i = 0; i < 16; ++i) m[i] = NANMAX(m[i], fabsf(x[k + i]));
     float amax = 0.f;
@@ -107,7 +170,29 @@ ROW_FN float quantize_row(const float *x, uint8_t *xq, int n) {
         return amax > 0.f || amax != amax ? NAN : 0.f; /* inf/nan input: NaN output, as a float model gives */
     }
     const float inv = 127.f / amax;
-    for (int k = 0; k < n; ++k) { /* round half away from zero; |r| <= 127 by construction */
+    int k = 0;
+#if FRS_SIMD >= 1
+    /* the scalar loop's arithmetic 32 values at a time (same products and sums: same bytes) */
+    const __m256 vinv = _mm256_set1_ps(inv), half = _mm256_set1_ps(0.5f), mhalf = _mm256_set1_ps(-0.5f);
+    const __m256 zero = _mm256_setzero_ps();
+    const __m256i off = _mm256_set1_epi32(ACT_OFFSET), order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (; k + 32 <= n; k += 32) {
+        __m256i q[4];
+        for (int i = 0; i < 4; ++i) {
+            const __m256 r = _mm256_mul_ps(_mm256_loadu_ps(x + k + 8 * i), vinv);
+            const __m256 h = _mm256_blendv_ps(mhalf, half, _mm256_cmp_ps(r, zero, _CMP_GE_OQ));
+            q[i] = _mm256_add_epi32(_mm256_cvttps_epi32(_mm256_add_ps(r, h)), off);
+        }
+        const __m256i w01 = _mm256_packs_epi32(q[0], q[1]), w23 = _mm256_packs_epi32(q[2], q[3]);
+#if ACT_OFFSET
+        const __m256i b = _mm256_packus_epi16(w01, w23); /* 1 .. 255 */
+#else
+        const __m256i b = _mm256_packs_epi16(w01, w23); /* -127 .. 127 */
+#endif
+        _mm256_storeu_si256((__m256i *)(xq + k), _mm256_permutevar8x32_epi32(b, order));
+    }
+#endif
+    for (; k < n; ++k) { /* round half away from zero; |r| <= 127 by construction */
         const float r = x[k] * inv;
         xq[k] = (uint8_t)((int)(r + (r >= 0.f ? 0.5f : -0.5f)) + ACT_OFFSET);
     }
@@ -234,11 +319,12 @@ static inline void block_gemm(const int8_t *wb, const uint8_t *xq, int K, int32_
 
 /* y[t, r] (+)= (W xq_t)[r] for T quantised rows (xq: (T, cols), sx: (T,)), y row stride ldy.
  * Work-shared over the 16-row blocks (every thread of the enclosing parallel region calls it;
- * ends with the implicit barrier); a block's weights (16 x cols bytes) stay in cache while all T
+ * ends with sync_team); a block's weights (16 x cols bytes) stay in cache while all T
  * rows use them, and each thread streams one contiguous range of blocks. */
-static void qgemm(const frs_mat *m, const uint8_t *xq, const float *sx, int T, float *y, int ldy, int accumulate) {
+static void qgemm(const frs_mat *m, const uint8_t *xq, const float *sx, int T, float *y, int ldy, int accumulate,
+                  team *tm) {
     const int K = m->cols, K4 = K / 4, nb = (m->rows + RB - 1) / RB;
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
     for (int b = 0; b < nb; ++b) {
         const int8_t *wb = m->w + (size_t)b * K4 * 64;
         int t = 0;
@@ -253,6 +339,50 @@ static void qgemm(const frs_mat *m, const uint8_t *xq, const float *sx, int T, f
             store_rows(m, b, acc, sx[t], y + (size_t)t * ldy, accumulate);
         }
     }
+    sync_team(tm);
+}
+
+ROW_FN void swiglu(const float *g, const float *u, float *a, int n);
+
+/* the dequantised values of block b's valid rows (see store_rows) into v; returns how many */
+static inline int block_values(const frs_mat *m, int b, const int32_t *acc, float sxt, float *v) {
+    const int r0 = RB * b, nr = m->rows - r0 < RB ? m->rows - r0 : RB;
+    for (int r = 0; r < nr; ++r) v[r] = (float)(acc[r] - ACT_OFFSET * m->rowsum[r0 + r]) * sxt * m->scale[r0 + r];
+    return nr;
+}
+
+/* act[t, i] = silu(gate_t[i]) up_t[i] for the SiLU-gated MLP, straight from the fused gate|up
+ * product: m packs gate and up rows in alternating 16-row blocks (gate rows 16 j.., then up rows
+ * 16 j.., padded to 2 ceil(I / 16) 16 rows), so the thread that computes a gate block also has
+ * its up block and writes the activation itself: no (T, 2 I) intermediate, no extra pass. */
+static void qgemm_swiglu(const frs_mat *m, const uint8_t *xq, const float *sx, int T, float *act, int I, team *tm) {
+    const int K = m->cols, K4 = K / 4, npairs = m->rows / (2 * RB);
+#pragma omp for schedule(static) nowait
+    for (int bp = 0; bp < npairs; ++bp) {
+        const int8_t *wg = m->w + (size_t)(2 * bp) * K4 * 64, *wu = wg + (size_t)K4 * 64;
+        const int i0 = RB * bp, nr = I - i0 < RB ? I - i0 : RB;
+        float g[RB], u[RB];
+        int t = 0;
+        for (; t + TT <= T; t += TT) {
+            int32_t ag[TT][RB], au[TT][RB];
+            block_gemm(wg, xq + (size_t)t * K, K, ag);
+            block_gemm(wu, xq + (size_t)t * K, K, au);
+            for (int i = 0; i < TT; ++i) {
+                block_values(m, 2 * bp, ag[i], sx[t + i], g);
+                block_values(m, 2 * bp + 1, au[i], sx[t + i], u);
+                swiglu(g, u, act + (size_t)(t + i) * I + i0, nr);
+            }
+        }
+        for (; t < T; ++t) {
+            int32_t ag[RB], au[RB];
+            block_gemv(wg, xq + (size_t)t * K, K4, ag);
+            block_gemv(wu, xq + (size_t)t * K, K4, au);
+            block_values(m, 2 * bp, ag, sx[t], g);
+            block_values(m, 2 * bp + 1, au, sx[t], u);
+            swiglu(g, u, act + (size_t)t * I + i0, nr);
+        }
+    }
+    sync_team(tm);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -294,10 +424,6 @@ ROW_FN void rms_norm(const float *x, const float *w, float *out, int n, float ep
     for (int k = 0; k < n; ++k) out[k] = x[k] * r * (w ? w[k] : 1.f);
 }
 
-/* a[k] = silu(g[k]) u[k] */
-ROW_FN void swiglu(const float *g, const float *u, float *a, int n) {
-    for (int k = 0; k < n; ++k) a[k] = g[k] / (1.f + expf(-g[k])) * u[k];
-}
 
 /* a q or k head in place: RMS norm over hd with weight w (skipped when w is NULL), then RoPE
  * on interleaved pairs with cs = (hd / 2, 2) cos, sin of its position */
@@ -310,50 +436,165 @@ ROW_FN void norm_rope(float *v, const float *w, const float *cs, int hd, float e
     }
 }
 
+/* s[j] = q . k_j for n key rows k_j = kb + j hd. AVX2: 8 keys at a time, q in a register per
+ * 8 dims, the 8 sums reduced together (a dot product's horizontal sum costs about as much as
+ * its 8 FMAs at hd = 64). */
+static void qk_scores(const float *q, const float *kb, int n, int hd, float *s) {
+    int j = 0;
+#if FRS_SIMD >= 1
+    const int hd8 = hd & ~7;
+    for (; j + 8 <= n; j += 8) {
+        const float *k = kb + (size_t)j * hd;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        for (int d = 0; d < hd8; d += 8) {
+            const __m256 qv = _mm256_loadu_ps(q + d);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(k + d), qv, a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(k + hd + d), qv, a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(k + 2 * hd + d), qv, a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(k + 3 * hd + d), qv, a3);
+            a4 = _mm256_fmadd_ps(_mm256_loadu_ps(k + 4 * hd + d), qv, a4);
+            a5 = _mm256_fmadd_ps(_mm256_loadu_ps(k + 5 * hd + d), qv, a5);
+            a6 = _mm256_fmadd_ps(_mm256_loadu_ps(k + 6 * hd + d), qv, a6);
+            a7 = _mm256_fmadd_ps(_mm256_loadu_ps(k + 7 * hd + d), qv, a7);
+        }
+        /* transpose-reduce: lane i of the result is the sum of a_i's 8 lanes */
+        const __m256 h01 = _mm256_hadd_ps(a0, a1), h23 = _mm256_hadd_ps(a2, a3);
+        const __m256 h45 = _mm256_hadd_ps(a4, a5), h67 = _mm256_hadd_ps(a6, a7);
+        const __m256 h0123 = _mm256_hadd_ps(h01, h23), h4567 = _mm256_hadd_ps(h45, h67);
+        __m256 r = _mm256_add_ps(_mm256_permute2f128_ps(h0123, h4567, 0x20), _mm256_permute2f128_ps(h0123, h4567, 0x31));
+        if (hd8 < hd) { /* head dims beyond the last multiple of 8 */
+            float t[8];
+            for (int i = 0; i < 8; ++i) {
+                t[i] = 0.f;
+                for (int d = hd8; d < hd; ++d) t[i] += q[d] * k[(size_t)i * hd + d];
+            }
+            r = _mm256_add_ps(r, _mm256_loadu_ps(t));
+        }
+        _mm256_storeu_ps(s + j, r);
+    }
+#endif
+    for (; j < n; ++j) s[j] = dotf(q, kb + (size_t)j * hd, hd);
+}
+
+#if FRS_SIMD >= 1
+/* exp(x) for 8 lanes: Cephes' range reduction (x = n ln2 + r, |r| <= ln2 / 2) and degree-5
+ * polynomial, ~1 ulp (as expf) for x in [-87, 88]; NaN in, NaN out. */
+static inline __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_set1_ps(88.3762626647949f), x); /* NaN x is kept: min/max return the 2nd operand */
+    x = _mm256_max_ps(_mm256_set1_ps(-87.3365478515625f), x);
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 y = _mm256_set1_ps(1.9875691500E-4f);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507E-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073E-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894E-2f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459E-1f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201E-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.f)));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+#endif
+
+/* a[k] = silu(g[k]) u[k] = g[k] u[k] / (1 + exp(-g[k])) */
+ROW_FN void swiglu(const float *g, const float *u, float *a, int n) {
+    int k = 0;
+#if FRS_SIMD >= 1
+    const __m256 one = _mm256_set1_ps(1.f), zero = _mm256_setzero_ps();
+    for (; k + 8 <= n; k += 8) {
+        const __m256 gv = _mm256_loadu_ps(g + k);
+        const __m256 den = _mm256_add_ps(one, exp8(_mm256_sub_ps(zero, gv)));
+        _mm256_storeu_ps(a + k, _mm256_div_ps(_mm256_mul_ps(gv, _mm256_loadu_ps(u + k)), den));
+    }
+#endif
+    for (; k < n; ++k) a[k] = g[k] * u[k] / (1.f + expf(-g[k]));
+}
+
+/* s[j] = exp(s[j] - mx) in place; returns their sum */
+static float exp_shift(float *s, int n, float mx) {
+    int j = 0;
+    float den = 0.f;
+#if FRS_SIMD >= 1
+    __m256 acc = _mm256_setzero_ps();
+    const __m256 m8 = _mm256_set1_ps(mx);
+    for (; j + 8 <= n; j += 8) {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), m8));
+        _mm256_storeu_ps(s + j, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float t[8];
+    _mm256_storeu_ps(t, acc);
+    for (int i = 0; i < 8; ++i) den += t[i];
+#endif
+    for (; j < n; ++j) {
+        s[j] = expf(s[j] - mx);
+        den += s[j];
+    }
+    return den;
+}
+
+/* o (hd,) += sum_j p[j] v_j over n value rows (vb, stride hd): 32 output dims in registers per
+ * pass over the rows */
+static void pv_accumulate(const float *p, const float *vb, int n, int hd, float *o) {
+    int d = 0;
+#if FRS_SIMD >= 1
+    for (; d + 32 <= hd; d += 32) {
+        __m256 a0 = _mm256_loadu_ps(o + d), a1 = _mm256_loadu_ps(o + d + 8);
+        __m256 a2 = _mm256_loadu_ps(o + d + 16), a3 = _mm256_loadu_ps(o + d + 24);
+        for (int j = 0; j < n; ++j) {
+            const __m256 pj = _mm256_set1_ps(p[j]);
+            const float *v = vb + (size_t)j * hd + d;
+            a0 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v), a0);
+            a1 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 8), a1);
+            a2 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 16), a2);
+            a3 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 24), a3);
+        }
+        _mm256_storeu_ps(o + d, a0);
+        _mm256_storeu_ps(o + d + 8, a1);
+        _mm256_storeu_ps(o + d + 16, a2);
+        _mm256_storeu_ps(o + d + 24, a3);
+    }
+    for (; d + 8 <= hd; d += 8) {
+        __m256 a0 = _mm256_loadu_ps(o + d);
+        for (int j = 0; j < n; ++j) a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(vb + (size_t)j * hd + d), a0);
+        _mm256_storeu_ps(o + d, a0);
+    }
+#endif
+    for (; d < hd; ++d) {
+        float a = o[d];
+        for (int j = 0; j < n; ++j) a += p[j] * vb[(size_t)j * hd + d];
+        o[d] = a;
+    }
+}
+
 /* G query heads q (G, stride ldq) over positions lo..hi-1 of one KV head (kb, vb: (cap, hd)):
  * m[i] = max score, l[i] = sum of exp(score - m[i]), o (G, stride ldo) = sum of exp(score - m) v
  * (not normalised: the caller divides by l, or merges chunks first). sc: (G, hi - lo) scratch.
- * Each key and value row is read once for the G heads that share it (GQA). */
+ * Keys and values go in blocks of 32 rows (8 KB at hd = 64) that stay in L1 while the G heads
+ * that share them (GQA) use them. */
+#define KV_BLOCK 32
 ROW_FN void attend(const float *q, int ldq, int G, int hd, const float *kb, const float *vb, int lo, int hi,
                    float *sc, float *m, float *l, float *o, int ldo) {
     const int n = hi - lo;
-    for (int i = 0; i < G; ++i) m[i] = -INFINITY;
-    for (int j = 0; j < n; ++j) {
-        const float *k = kb + (size_t)(lo + j) * hd;
-        for (int i = 0; i < G; ++i) {
-            const float s = dotf(q + (size_t)i * ldq, k, hd);
-            sc[(size_t)i * n + j] = s;
-            m[i] = s > m[i] ? s : m[i];
-        }
+    kb += (size_t)lo * hd;
+    vb += (size_t)lo * hd;
+    for (int j = 0; j < n; j += KV_BLOCK) {
+        const int nb = n - j < KV_BLOCK ? n - j : KV_BLOCK;
+        for (int i = 0; i < G; ++i) qk_scores(q + (size_t)i * ldq, kb + (size_t)j * hd, nb, hd, sc + (size_t)i * n + j);
     }
     for (int i = 0; i < G; ++i) {
-        float *si = sc + (size_t)i * n, den = 0.f;
-        const float mi = m[i];
-        for (int j = 0; j < n; ++j) {
-            si[j] = expf(si[j] - mi);
-            den += si[j];
-        }
-        l[i] = den;
+        float *si = sc + (size_t)i * n, mx = -INFINITY;
+        for (int j = 0; j < n; ++j) mx = si[j] > mx ? si[j] : mx;
+        m[i] = mx;
+        l[i] = exp_shift(si, n, mx);
         float *oi = o + (size_t)i * ldo;
         for (int d = 0; d < hd; ++d) oi[d] = 0.f;
     }
-    int j = 0;
-    for (; j + 4 <= n; j += 4) { /* four values per pass over o: a quarter of the o loads/stores */
-        const float *v0 = vb + (size_t)(lo + j) * hd, *v1 = v0 + hd, *v2 = v1 + hd, *v3 = v2 + hd;
-        for (int i = 0; i < G; ++i) {
-            const float *p = sc + (size_t)i * n + j;
-            const float p0 = p[0], p1 = p[1], p2 = p[2], p3 = p[3];
-            float *oi = o + (size_t)i * ldo;
-            for (int d = 0; d < hd; ++d) oi[d] += p0 * v0[d] + p1 * v1[d] + p2 * v2[d] + p3 * v3[d];
-        }
-    }
-    for (; j < n; ++j) {
-        const float *vj = vb + (size_t)(lo + j) * hd;
-        for (int i = 0; i < G; ++i) {
-            const float p = sc[(size_t)i * n + j];
-            float *oi = o + (size_t)i * ldo;
-            for (int d = 0; d < hd; ++d) oi[d] += p * vj[d];
-        }
+    for (int j = 0; j < n; j += KV_BLOCK) {
+        const int nb = n - j < KV_BLOCK ? n - j : KV_BLOCK;
+        for (int i = 0; i < G; ++i) pv_accumulate(sc + (size_t)i * n + j, vb + (size_t)j * hd, nb, hd, o + (size_t)i * ldo);
     }
 }
 
@@ -398,6 +639,30 @@ static int thread_id(void) {
 #endif
 }
 
+static int team_size(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
+/* Embedding rows of a tied model, read from the packed int8 LM head m (vocab, D): out (T, D) fp32
+ * = row ids[t] x its scale. Returns 0, or -1 for an id outside the vocabulary. */
+int frs_embed_packed(const frs_mat *m, const int64_t *ids, int T, float *out) {
+    const int K = m->cols, K4 = K / 4;
+    for (int t = 0; t < T; ++t) {
+        if (ids[t] < 0 || ids[t] >= m->rows) return -1;
+        const int r = (int)ids[t], b = r / RB, rr = r % RB;
+        const int8_t *wb = m->w + (size_t)b * K4 * 64 + 4 * rr;
+        const float s = m->scale[r];
+        float *o = out + (size_t)t * K;
+        for (int k = 0; k < K4; ++k)
+            for (int j = 0; j < 4; ++j) o[4 * k + j] = (float)wb[64 * k + j] * s;
+    }
+    return 0;
+}
+
 /* Append T tokens (embeddings x_in: (T, D)) at positions P.. to the caches K, V (L, KV, cap, hd)
  * and write logits: (T, vocab) when all_logits, else (vocab,) for the last token.
  * Returns 0, or a negative code: -1 bad arguments, -2 out of memory. */
@@ -406,6 +671,8 @@ int frs_forward(const frs_model *m, const float *x_in, int T, int P, float *K, f
     if (!m || !x_in || !K || !V || !logits || T <= 0 || P < 0 || P + T > cap || P + T > m->max_len) return -1;
     const int D = m->hidden, H = m->n_heads, KV = m->n_kv, hd = m->head_dim, I = m->inter;
     if (KV <= 0 || H % KV || hd % 2) return -1;
+    for (int li = 0; li < m->n_layers; ++li) /* gate|up in alternating 16-row blocks, see qgemm_swiglu */
+        if (m->layers[li].gate_up.rows != 2 * RB * ((I + RB - 1) / RB)) return -1;
     const int G = H / KV, NH = H + KV, QS = H * hd, KS = KV * hd, QKV = QS + 2 * KS;
     int kmax = D > QS ? D : QS;
     kmax = kmax > I ? kmax : I;
@@ -419,7 +686,6 @@ int frs_forward(const frs_model *m, const float *x_in, int T, int P, float *K, f
     float *x = malloc(sizeof(float) * (size_t)T * D);
     float *qkv = malloc(sizeof(float) * (size_t)T * QKV);
     float *att = malloc(sizeof(float) * (size_t)T * QS);
-    float *gu = malloc(sizeof(float) * (size_t)T * 2 * I);
     float *act = malloc(sizeof(float) * (size_t)T * I);
     float *xn = malloc(sizeof(float) * (size_t)T * D);
     uint8_t *xq = malloc((size_t)T * kmax);
@@ -435,11 +701,15 @@ int frs_forward(const frs_model *m, const float *x_in, int T, int P, float *K, f
                               QS + (kmax + 3) / 4 + 16;
     float *scratch = malloc(sizeof(float) * per_thread * (size_t)n_threads);
     int rc = 0;
-    if (!x || !qkv || !att || !gu || !act || !xn || !xq || !sx || !pm || !pl || !po || !scratch) {
+    if (!x || !qkv || !att || !act || !xn || !xq || !sx || !pm || !pl || !po || !scratch) {
         rc = -2;
         goto done;
     }
     memcpy(x, x_in, sizeof(float) * (size_t)T * D);
+    team_barrier bar;
+    atomic_init(&bar.arrived, 0);
+    atomic_init(&bar.phase, 0);
+    bar.n = 1;
 
 #pragma omp parallel num_threads(n_threads)
     {
@@ -454,6 +724,9 @@ int frs_forward(const frs_model *m, const float *x_in, int T, int P, float *K, f
         float *own_att = own_xn + kmax;         /* (QS,) */
         uint8_t *own_xq = (uint8_t *)(own_att + QS); /* (kmax,) bytes */
         float own_sx = 0.f;
+        team tm = {&bar, 0};
+#pragma omp single
+        bar.n = team_size(); /* the team may be smaller than asked for; single ends with a barrier */
 
         for (int li = 0; li < m->n_layers; ++li) {
             const frs_layer *L = &m->layers[li];
@@ -462,11 +735,11 @@ int frs_forward(const frs_model *m, const float *x_in, int T, int P, float *K, f
                 /* every thread normalises and quantises the one row itself: no barrier */
                 rms_norm(x, L->ln1, own_xn, D, m->eps);
                 own_sx = quantize_row(own_xn, own_xq, D);
-                qgemm(&L->qkv, own_xq, &own_sx, 1, qkv, QKV, 0);
+                qgemm(&L->qkv, own_xq, &own_sx, 1, qkv, QKV, 0, &tm);
                 /* (KV head, position chunk) items; the last chunk holds position P, whose k and v
                  * it writes to the cache; the G query heads are normed and rotated per item */
                 const int n = P + 1;
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
                 for (int it = 0; it < KV * NC; ++it) {
                     const int g = it / NC, c = it % NC, lo = chunk_start(n, c, NC), hi = chunk_start(n, c + 1, NC);
                     const float *cs = m->rope + (size_t)P * hd;
@@ -485,29 +758,30 @@ int frs_forward(const frs_model *m, const float *x_in, int T, int P, float *K, f
                     attend(qh, hd, G, hd, Kl + (size_t)g * cap * hd, Vl + (size_t)g * cap * hd, lo, hi, sc,
                            pm + p, pl + p, po + p * hd, hd);
                 }
+                sync_team(&tm);
                 /* every thread merges the chunks (softmax of the union) and quantises itself */
                 for (int h = 0; h < H; ++h) {
                     const size_t p = (size_t)(h / G) * NC * G + h % G;
                     merge_chunks(pm + p, pl + p, po + p * hd, NC, G, (size_t)G * hd, hd, own_att + (size_t)h * hd);
                 }
                 own_sx = quantize_row(own_att, own_xq, QS);
-                qgemm(&L->o, own_xq, &own_sx, 1, x, D, 1);
+                qgemm(&L->o, own_xq, &own_sx, 1, x, D, 1, &tm);
                 rms_norm(x, L->ln2, own_xn, D, m->eps);
                 own_sx = quantize_row(own_xn, own_xq, D);
-                qgemm(&L->gate_up, own_xq, &own_sx, 1, gu, 2 * I, 0);
-                swiglu(gu, gu + I, own_xn, I);
-                own_sx = quantize_row(own_xn, own_xq, I);
-                qgemm(&L->down, own_xq, &own_sx, 1, x, D, 1);
+                qgemm_swiglu(&L->gate_up, own_xq, &own_sx, 1, act, I, &tm);
+                own_sx = quantize_row(act, own_xq, I);
+                qgemm(&L->down, own_xq, &own_sx, 1, x, D, 1, &tm);
                 continue;
             }
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
             for (int t = 0; t < T; ++t) {
                 rms_norm(x + (size_t)t * D, L->ln1, xn + (size_t)t * D, D, m->eps);
                 sx[t] = quantize_row(xn + (size_t)t * D, xq + (size_t)t * D, D);
             }
-            qgemm(&L->qkv, xq, sx, T, qkv, QKV, 0);
+            sync_team(&tm);
+            qgemm(&L->qkv, xq, sx, T, qkv, QKV, 0, &tm);
             /* q and k heads: RMS norm over hd (if any), weight (q: x softmax scale), RoPE; k, v -> cache */
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
             for (int i = 0; i < T * NH; ++i) {
                 const int t = i / NH, h = i % NH;
                 float *v = qkv + (size_t)t * QKV + (size_t)h * hd;
@@ -519,10 +793,11 @@ int frs_forward(const frs_model *m, const float *x_in, int T, int P, float *K, f
                            sizeof(float) * hd);
                 }
             }
+            sync_team(&tm);
             /* attention: token t sees positions 0 .. P + t; the G query heads of a KV head together,
              * in the same position chunks as a decoded token. Round-robin: later tokens have longer
              * contexts, a contiguous split would be uneven. */
-#pragma omp for schedule(static, 1)
+#pragma omp for schedule(static, 1) nowait
             for (int i = 0; i < T * KV; ++i) {
                 const int t = i / KV, g = i % KV, n = P + t + 1, nc = attn_chunks(KV, n);
                 const float *q = qkv + (size_t)t * QKV + (size_t)g * G * hd;
@@ -533,41 +808,42 @@ int frs_forward(const frs_model *m, const float *x_in, int T, int P, float *K, f
                     merge_chunks(cm + j, cl + j, co + (size_t)j * hd, nc, G, (size_t)G * hd, hd,
                                  att + (size_t)t * QS + (size_t)(g * G + j) * hd);
             }
-#pragma omp for schedule(static)
+            sync_team(&tm);
+#pragma omp for schedule(static) nowait
             for (int t = 0; t < T; ++t) sx[t] = quantize_row(att + (size_t)t * QS, xq + (size_t)t * QS, QS);
-            qgemm(&L->o, xq, sx, T, x, D, 1);
-#pragma omp for schedule(static)
+            sync_team(&tm);
+            qgemm(&L->o, xq, sx, T, x, D, 1, &tm);
+#pragma omp for schedule(static) nowait
             for (int t = 0; t < T; ++t) {
                 rms_norm(x + (size_t)t * D, L->ln2, xn + (size_t)t * D, D, m->eps);
                 sx[t] = quantize_row(xn + (size_t)t * D, xq + (size_t)t * D, D);
             }
-            qgemm(&L->gate_up, xq, sx, T, gu, 2 * I, 0);
-#pragma omp for schedule(static)
-            for (int t = 0; t < T; ++t) {
-                swiglu(gu + (size_t)t * 2 * I, gu + (size_t)t * 2 * I + I, act + (size_t)t * I, I);
-                sx[t] = quantize_row(act + (size_t)t * I, xq + (size_t)t * I, I);
-            }
-            qgemm(&L->down, xq, sx, T, x, D, 1);
+            sync_team(&tm);
+            qgemm_swiglu(&L->gate_up, xq, sx, T, act, I, &tm);
+#pragma omp for schedule(static) nowait
+            for (int t = 0; t < T; ++t) sx[t] = quantize_row(act + (size_t)t * I, xq + (size_t)t * I, I);
+            sync_team(&tm);
+            qgemm(&L->down, xq, sx, T, x, D, 1, &tm);
         }
         if (decode) {
             rms_norm(x, m->final_norm, own_xn, D, m->eps);
             own_sx = quantize_row(own_xn, own_xq, D);
-            qgemm(&m->lm_head, own_xq, &own_sx, 1, logits, m->vocab, 0);
+            qgemm(&m->lm_head, own_xq, &own_sx, 1, logits, m->vocab, 0, &tm);
         } else {
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
             for (int t = 0; t < n_out; ++t) {
                 const int src = all_logits ? t : T - 1;
                 rms_norm(x + (size_t)src * D, m->final_norm, xn + (size_t)t * D, D, m->eps);
                 sx[t] = quantize_row(xn + (size_t)t * D, xq + (size_t)t * D, D);
             }
-            qgemm(&m->lm_head, xq, sx, n_out, logits, m->vocab, 0);
+            sync_team(&tm);
+            qgemm(&m->lm_head, xq, sx, n_out, logits, m->vocab, 0, &tm);
         }
     }
 done:
     free(x);
     free(qkv);
     free(att);
-    free(gu);
     free(act);
     free(xn);
     free(xq);
