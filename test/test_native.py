@@ -19,8 +19,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from frs_ros import optim  # noqa: E402
 from frs_ros.native import NativeKernelError, load_causal_lm_int8  # noqa: E402
+from frs_ros.reasoning.lm.int8 import PackedInt8Matrix  # noqa: E402
+from frs_ros.reasoning.lm.lean import LeanDecoder  # noqa: E402
 
 FAMILIES = ("qwen3", "llama")
 
@@ -80,7 +81,7 @@ def _rel(a, b):
 @pytest.mark.parametrize("kernel", ["native", "portable"])
 def test_native_forward_is_close_to_the_float_model(model, ids, kernel):
     ref = _ref_logits(model, ids)
-    dec = optim.LeanDecoder(model, weights="int8", kernel=kernel, max_len=512)
+    dec = LeanDecoder(model, weights="int8", kernel=kernel, max_len=512)
     assert dec.kernel == kernel
     got = dec.forward(ids, logits_for="all")
     assert got.shape == ref.shape
@@ -92,12 +93,12 @@ def test_native_forward_is_close_to_the_float_model(model, ids, kernel):
     assert torch.equal(got.argmax(-1)[clear], ref.argmax(-1)[clear])
     assert (got.argmax(-1) == ref.argmax(-1)).float().mean() >= 0.9
     # no worse than torch's dynamic int8 (fbgemm) on the same model
-    tq = optim.LeanDecoder(model, weights="int8", kernel="torch", max_len=512).forward(ids, logits_for="all")
+    tq = LeanDecoder(model, weights="int8", kernel="torch", max_len=512).forward(ids, logits_for="all")
     assert _rel(got, ref) <= _rel(tq, ref) * 1.1
 
 
 def test_prefill_in_chunks_then_decode_equals_one_pass(model, ids):
-    dec = optim.LeanDecoder(model, weights="int8", kernel="native", max_len=512)
+    dec = LeanDecoder(model, weights="int8", kernel="native", max_len=512)
     full = dec.forward(ids, logits_for="all")
     dec.reset()
     parts = [dec.forward(ids[:3], logits_for="all"),  # < 4 tokens (the AVX2 tile): one-token products
@@ -111,7 +112,7 @@ def test_prefill_in_chunks_then_decode_equals_one_pass(model, ids):
 
 
 def test_prefix_reuse_and_cache_copies(model, ids):
-    dec = optim.LeanDecoder(model, weights="int8", kernel="native", max_len=512)
+    dec = LeanDecoder(model, weights="int8", kernel="native", max_len=512)
     dec.prefill(ids[:100])
     snap = copy.deepcopy(dec.cache)
     a = dec.forward(ids[100:120], logits_for="all")
@@ -122,8 +123,8 @@ def test_prefix_reuse_and_cache_copies(model, ids):
 
 
 def test_simd_and_portable_builds_agree_and_threads_do_not_change_bits(model, ids):
-    nat = optim.LeanDecoder(model, weights="int8", kernel="native", max_len=512)
-    por = optim.LeanDecoder(model, weights="int8", kernel="portable", max_len=512)
+    nat = LeanDecoder(model, weights="int8", kernel="native", max_len=512)
+    por = LeanDecoder(model, weights="int8", kernel="portable", max_len=512)
     a = nat.forward(ids[:40], logits_for="all")
     b = por.forward(ids[:40], logits_for="all")
     assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)  # same integer products; float epilogues differ in order
@@ -145,7 +146,7 @@ def test_greedy_generation_follows_the_float_model(family):
     prompt = list(range(5, 45))
     with torch.no_grad():
         ref = model.generate(torch.tensor([prompt]), max_new_tokens=8, min_new_tokens=8, do_sample=False)[0, 40:]
-    got = optim.LeanDecoder(model, weights="int8", kernel="native").generate(prompt, 8)
+    got = LeanDecoder(model, weights="int8", kernel="native").generate(prompt, 8)
     assert got[:4] == ref.tolist()[:4]
 
 
@@ -155,7 +156,7 @@ def test_decode_attention_chunks_match_one_pass():
     multi-token pass, bit for bit."""
     model = _llama(kv=1, heads=3, hidden=96, head_dim=32, seed=5)  # 1 KV head: up to 4 chunks of the cache
     ids = [int(i) for i in np.random.default_rng(2).integers(0, 300, 200)]
-    dec = optim.LeanDecoder(model, weights="int8", kernel="native", max_len=256)
+    dec = LeanDecoder(model, weights="int8", kernel="native", max_len=256)
     full = dec.forward(ids, logits_for="all")
     for n in (199, 65, 64, 32, 31, 1):  # 4, 2, 2, 1, 1 and 1 chunks
         dec.cache.crop(n)
@@ -167,7 +168,7 @@ def test_tied_head_is_one_int8_copy_and_untied_heads_work(kernel):
     tied, untied = _llama(seed=1), _llama(seed=1, tied=False)
     ids = list(range(3, 60))
     for m in (tied, untied):
-        dec = optim.LeanDecoder(m, weights="int8", kernel=kernel, max_len=128)
+        dec = LeanDecoder(m, weights="int8", kernel=kernel, max_len=128)
         assert dec.tied == (m is tied)
         # native: a tied model looks its embeddings up in the packed head (no second table)
         assert (dec.embed is None) == (m is tied and kernel != "torch")
@@ -178,7 +179,7 @@ def test_tied_head_is_one_int8_copy_and_untied_heads_work(kernel):
 
 def test_packed_matrix_round_trip():
     w = torch.randn(37, 20)  # rows padded to 48 in the packed layout
-    m = optim._QMat(w)
+    m = PackedInt8Matrix(w)
     assert tuple(m.w.shape) == (3, 5, 16, 4)
     deq = m.dequantize()
     assert deq.shape == w.shape
@@ -187,11 +188,11 @@ def test_packed_matrix_round_trip():
     assert torch.equal(m.rowsum, q.sum(1).to(torch.int32))
     assert m.nbytes() == 3 * 5 * 64 + 37 * 8
     with pytest.raises(ValueError, match="divisible by 4"):
-        optim._QMat(torch.randn(8, 10))
+        PackedInt8Matrix(torch.randn(8, 10))
 
 
 def test_nan_input_gives_nan_logits_not_a_crash(model):
-    dec = optim.LeanDecoder(model, weights="int8", kernel="native")
+    dec = LeanDecoder(model, weights="int8", kernel="native")
     with torch.no_grad():
         dec.layers[0].ln1[0] = float("nan")
     try:
@@ -203,10 +204,10 @@ def test_nan_input_gives_nan_logits_not_a_crash(model):
 
 def test_bad_arguments_are_refused(model):
     with pytest.raises(ValueError, match="kernel must be"):
-        optim.LeanDecoder(model, weights="int8", kernel="cuda")
+        LeanDecoder(model, weights="int8", kernel="cuda")
     with pytest.raises(ValueError, match="int8"):
-        optim.LeanDecoder(model, weights="fp32", kernel="native")
-    dec = optim.LeanDecoder(model, weights="int8", kernel="native", max_len=16)
+        LeanDecoder(model, weights="fp32", kernel="native")
+    dec = LeanDecoder(model, weights="int8", kernel="native", max_len=16)
     with pytest.raises(ValueError, match="max_len"):
         dec.forward(list(range(17)))
     with pytest.raises(IndexError):  # tied models look embeddings up in the kernel, which checks the ids too
@@ -220,10 +221,10 @@ def test_without_a_compiler_native_raises_and_auto_falls_back(model, tmp_path, m
     with pytest.raises(NativeKernelError, match="building the native kernel failed"):
         load_causal_lm_int8()
     with pytest.raises(NativeKernelError):
-        optim.LeanDecoder(model, weights="int8", kernel="native")
+        LeanDecoder(model, weights="int8", kernel="native")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        dec = optim.LeanDecoder(model, weights="int8")  # auto
+        dec = LeanDecoder(model, weights="int8")  # auto
     assert dec.kernel == "torch" and "no-such-cc" in dec.kernel_note
     assert any("native int8 kernel unavailable" in str(w.message) for w in caught)
     assert dec.forward([1, 2, 3]).shape == (300,)
@@ -236,10 +237,10 @@ def test_without_a_compiler_native_raises_and_auto_falls_back(model, tmp_path, m
 def test_odd_widths_fall_back_to_torch():
     model = _qwen3(hidden=90, inter=202, heads=3, kv=1, head_dim=30)  # 90 % 4 != 0
     with pytest.raises(NativeKernelError, match="divisible by 4"):
-        optim.LeanDecoder(model, weights="int8", kernel="native")
+        LeanDecoder(model, weights="int8", kernel="native")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        dec = optim.LeanDecoder(model, weights="int8")
+        dec = LeanDecoder(model, weights="int8")
     assert dec.kernel == "torch"
 
 

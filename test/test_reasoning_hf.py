@@ -265,20 +265,21 @@ def test_reasoning_budget_never_eats_the_answer(model_dir):
 def test_lean_runtimes_from_config(model_dir):
     """``reasoner.runtime``: lean-fp32 writes the transformers runtime's rollouts; lean-int8 runs
     the int8 decoder (native kernel) through the same prefix cache / grammar / constraints."""
-    from frs_ros import optim
     from frs_ros.reasoning.api import build_reasoner
+    from frs_ros.reasoning.lm.lean import LeanCausalLM
 
     twin = _twin()
     answers = {}
     for runtime in ("transformers", "lean-fp32", "lean-int8"):
         r = build_reasoner(ReasonerConfig(model=model_dir, local_files_only=True, runtime=runtime, max_new_tokens=32))
         if runtime != "transformers":
-            assert isinstance(r.model, optim.LeanCausalLM)
+            assert isinstance(r.model, LeanCausalLM) and r.lm is r.model
             assert r.model.decoder.weights == runtime.split("-")[1]
         assert r.runtime == {"transformers": "transformers", "lean-fp32": "lean-fp32 (torch kernel)",
                              "lean-int8": "lean-int8 (native kernel)"}[runtime]
         assert r.runtime_warning == ""
         eng = ReasonSegEngine(r.config, reasoner=r, twin_serialiser=lambda t: TWIN_TEXT)
+        assert (eng.runtime, eng.runtime_warning) == (r.runtime, "")  # what the node logs
         first = eng.answer("the mug", twin, _frame(twin), tool_executor=lambda c: "")
         again = eng.answer("the bowl", twin, _frame(twin), tool_executor=lambda c: "")
         assert first.status == again.status == "ok" and set(first.target_ids) <= {3, 7, 12}

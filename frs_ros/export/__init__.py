@@ -4,7 +4,7 @@
   (1, T, V)``, dynamic ``T``) with the torch dynamo exporter; :func:`export_onnx_step` writes a
   decode graph with an explicit KV cache (``input_ids (1, T), past_k/past_v (L, KV, P, hd) ->
   logits (1, V), present_k/present_v (L, KV, P+T, hd)``), the form a runtime needs to decode
-  token by token.
+  token by token; its layers are the lean runtime's (Qwen3 or Llama).
 - :func:`onnx_session` / :func:`onnx_logits` run them with onnxruntime (CPU provider).
 - :func:`build_tensorrt_engine` builds an fp16 TensorRT engine from an ONNX file; it needs the
   ``tensorrt`` package and an NVIDIA GPU, and raises :class:`ExportUnavailableError` otherwise.
@@ -77,86 +77,68 @@ def export_onnx(model: nn.Module, path: str | Path, max_len: int = 4096, example
 class _StepGraph(nn.Module):
     """One forward over ``T`` new tokens with an explicit past KV cache, for export.
 
-    Same math as :class:`frs_ros.optim.LeanDecoder` (fp32), written with export-friendly ops
-    (GQA by ``repeat_interleave``, explicit causal mask). Shapes: past ``(L, KV, P, hd)``.
+    The layers are the lean runtime's own torch forward (:meth:`LeanDecoder.project_qkv`,
+    :meth:`LeanDecoder.attend_output_mlp`, fp32 weights); only the attention step is written here,
+    with export-friendly ops (GQA by ``repeat_interleave``, an explicit causal mask, the softmax
+    scale already folded into q). Shapes: past ``(L, KV, P, hd)``, head dims in the decoder's
+    interleaved-pair order (the cache is opaque to the caller).
     """
 
     def __init__(self, model: nn.Module, max_len: int) -> None:
         super().__init__()
-        cfg = model.config
-        self.L, self.H, self.KV = cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads
-        self.hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        self.D, self.I, self.eps = cfg.hidden_size, cfg.intermediate_size, cfg.rms_norm_eps
-        base = model.model
-        self.embed = nn.Parameter(base.embed_tokens.weight.detach().clone(), requires_grad=False)
-        self.final_norm = nn.Parameter(base.norm.weight.detach().clone(), requires_grad=False)
-        self.head = nn.Parameter(model.lm_head.weight.detach().clone(), requires_grad=False)
-        p = lambda t: nn.Parameter(t.detach().clone(), requires_grad=False)  # noqa: E731
-        self.qkv = nn.ParameterList([p(torch.cat([l.self_attn.q_proj.weight, l.self_attn.k_proj.weight,
-                                                  l.self_attn.v_proj.weight], 0)) for l in base.layers])
-        self.o = nn.ParameterList([p(l.self_attn.o_proj.weight) for l in base.layers])
-        self.gu = nn.ParameterList([p(torch.cat([l.mlp.gate_proj.weight, l.mlp.up_proj.weight], 0)) for l in base.layers])
-        self.down = nn.ParameterList([p(l.mlp.down_proj.weight) for l in base.layers])
-        self.ln1 = nn.ParameterList([p(l.input_layernorm.weight) for l in base.layers])
-        self.ln2 = nn.ParameterList([p(l.post_attention_layernorm.weight) for l in base.layers])
-        self.qn = nn.ParameterList([p(l.self_attn.q_norm.weight) for l in base.layers])
-        self.kn = nn.ParameterList([p(l.self_attn.k_norm.weight) for l in base.layers])
-        rope = dict(getattr(cfg, "rope_parameters", None) or {})
-        theta = float(rope.get("rope_theta", getattr(cfg, "rope_theta", 1e6)))
-        inv = 1.0 / (theta ** (torch.arange(0, self.hd, 2, dtype=torch.float32) / self.hd))
-        ang = torch.arange(max_len, dtype=torch.float32)[:, None] * inv[None, :]
-        self.register_buffer("cos", torch.cat([ang.cos(), ang.cos()], -1), persistent=False)
-        self.register_buffer("sin", torch.cat([ang.sin(), ang.sin()], -1), persistent=False)
+        from frs_ros.reasoning.lm.lean import LeanDecoder
 
-    def _norm(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
-
-    def _rope(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        h = self.hd // 2
-        return x * cos + torch.cat((-x[..., h:], x[..., :h]), -1) * sin
+        dec = LeanDecoder(model, max_len=max_len, weights="fp32")
+        self.dec = dec
+        self.L, self.H, self.KV, self.hd = dec.n_layers, dec.n_heads, dec.n_kv, dec.head_dim
+        # register the decoder's tensors so that export sees parameters and buffers, not constants
+        self.mats = nn.ModuleList([nn.ModuleList([L.qkv, L.o, L.gate_up, L.down]) for L in dec.layers] + [dec.lm_head])
+        self.register_buffer("embed", dec.embed, persistent=False)
+        self.register_buffer("rope", dec.rope, persistent=False)
+        self.register_buffer("final_norm", dec.final_norm, persistent=False)
+        for i, L in enumerate(dec.layers):
+            self.register_buffer(f"ln1_{i}", L.ln1, persistent=False)
+            self.register_buffer(f"ln2_{i}", L.ln2, persistent=False)
+            if L.qk_norm is not None:
+                self.register_buffer(f"qk_norm_{i}", L.qk_norm, persistent=False)
 
     def forward(self, input_ids: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor):
+        dec = self.dec
         T = input_ids.shape[1]
         P = past_k.shape[2]
         H, KV, hd = self.H, self.KV, self.hd
         x = self.embed[input_ids[0]]  # (T, D)
-        cos = self.cos[P : P + T].unsqueeze(0)  # (1, T, hd)
-        sin = self.sin[P : P + T].unsqueeze(0)
+        cos, sin = self.rope[P : P + T, None].unbind(-1)  # (T, 1, hd/2)
         q_pos = torch.arange(T).unsqueeze(1) + P
         k_pos = torch.arange(P + T).unsqueeze(0)
         bias = torch.where(k_pos <= q_pos, 0.0, float("-inf"))  # (T, P+T)
         ks, vs = [], []
-        qsz, kvsz = H * hd, KV * hd
-        for i in range(self.L):
-            h = self._norm(x, self.ln1[i])
-            qkv = h @ self.qkv[i].t()
-            q = self._norm(qkv[:, :qsz].reshape(T, H, hd).transpose(0, 1), self.qn[i])  # (H, T, hd)
-            k = self._norm(qkv[:, qsz : qsz + kvsz].reshape(T, KV, hd).transpose(0, 1), self.kn[i])
-            v = qkv[:, qsz + kvsz :].reshape(T, KV, hd).transpose(0, 1)
-            q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
-            k = torch.cat([past_k[i], k], 1)  # (KV, P+T, hd)
-            v = torch.cat([past_v[i], v], 1)
+        for i, L in enumerate(dec.layers):
+            q, k, v = dec.project_qkv(L, x, cos, sin)  # (T, H, hd), (T, KV, hd), (T, KV, hd)
+            k = torch.cat([past_k[i], k.transpose(0, 1)], 1)  # (KV, P+T, hd)
+            v = torch.cat([past_v[i], v.transpose(0, 1)], 1)
             ks.append(k)
             vs.append(v)
             kr = k.repeat_interleave(H // KV, 0)
             vr = v.repeat_interleave(H // KV, 0)
-            att = torch.softmax(q @ kr.transpose(1, 2) * (hd**-0.5) + bias, -1) @ vr  # (H, T, hd)
-            x = x + att.transpose(0, 1).reshape(T, qsz) @ self.o[i].t()
-            gu = self._norm(x, self.ln2[i]) @ self.gu[i].t()
-            x = x + (nn.functional.silu(gu[:, : self.I]) * gu[:, self.I :]) @ self.down[i].t()
-        logits = self._norm(x[-1:], self.final_norm) @ self.head.t()  # (1, V)
+            att = torch.softmax(q.transpose(0, 1) @ kr.transpose(1, 2) + bias, -1) @ vr  # (H, T, hd)
+            x = dec.attend_output_mlp(L, x, att.transpose(0, 1).reshape(T, H * hd))
+        logits = dec.logits_of(x[-1:])  # (1, V)
         return logits, torch.stack(ks), torch.stack(vs)
 
 
 def export_onnx_step(model: nn.Module, path: str | Path, max_len: int = 4096) -> Path:
-    """Export a Qwen3 decode graph with an explicit KV cache to ONNX (dynamic ``T`` and ``P``).
+    """Export a Qwen3 or Llama decode graph with an explicit KV cache to ONNX (dynamic ``T`` and ``P``).
 
     Inputs ``input_ids (1, T) int64, past_k, past_v (L, KV, P, hd) float32``; outputs
     ``logits (1, V)`` of the last position, ``present_k, present_v (L, KV, P+T, hd)``.
+    Raises ``ValueError`` for an architecture the lean decoder does not run (see
+    :func:`frs_ros.reasoning.lm.lean.check_architecture`).
     """
     _require("onnxscript", "onnxscript onnx")
-    if getattr(model.config, "model_type", "") != "qwen3":
-        raise ValueError(f"export_onnx_step supports Qwen3, got {getattr(model.config, 'model_type', None)!r}")
+    from frs_ros.reasoning.lm.lean import check_architecture
+
+    check_architecture(model.config)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     g = _StepGraph(model, max_len).eval()
@@ -164,11 +146,12 @@ def export_onnx_step(model: nn.Module, path: str | Path, max_len: int = 4096) ->
     past = torch.zeros(g.L, g.KV, 4, g.hd)
     T = torch.export.Dim("T", min=1, max=max_len)
     P = torch.export.Dim("P", min=1, max=max_len)
-    torch.onnx.export(
-        g, (ids, past, past.clone()), str(path),
-        input_names=["input_ids", "past_k", "past_v"], output_names=["logits", "present_k", "present_v"],
-        dynamo=True, dynamic_shapes={"input_ids": {1: T}, "past_k": {2: P}, "past_v": {2: P}}, verbose=False,
-    )
+    with torch.no_grad():
+        torch.onnx.export(
+            g, (ids, past, past.clone()), str(path),
+            input_names=["input_ids", "past_k", "past_v"], output_names=["logits", "present_k", "present_v"],
+            dynamo=True, dynamic_shapes={"input_ids": {1: T}, "past_k": {2: P}, "past_v": {2: P}}, verbose=False,
+        )
     return path
 
 

@@ -163,10 +163,9 @@ class ReasonerNode(LifecycleNode):
                              "goals end with status 'error' until then.")
                 return TransitionCallbackReturn.ERROR
         self.health.set_state("inactive")
-        reasoner = getattr(self.engine, "reasoner", None)
-        runtime = getattr(reasoner, "runtime", "")
-        if getattr(reasoner, "runtime_warning", ""):  # e.g. the native int8 kernel could not be built
-            self.get_logger().warn(f"reasoner runtime {runtime}: {reasoner.runtime_warning}")
+        runtime = self.engine.runtime
+        if self.engine.runtime_warning:  # e.g. the native int8 kernel could not be built
+            self.get_logger().warn(f"reasoner runtime {runtime}: {self.engine.runtime_warning}")
         self.get_logger().info(
             f"reasoner configured: backend={p.reasoner.backend}"
             f"{'' if p.reasoner.backend == 'oracle' else ', model=' + resolve_model_path(p.reasoner.model)}"

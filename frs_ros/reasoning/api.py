@@ -18,7 +18,7 @@ import numpy as np
 from frs_ros.camera import Frame
 from frs_ros.masks import rle_decode
 from frs_ros.reasoning.base import FeedbackCallback, Reasoner, ReasonerOutput, ToolExecutor
-from frs_ros.reasoning.config import InvalidQueryError, ReasonerConfig, ReasonerLoadError
+from frs_ros.reasoning.config import InvalidQueryError, ReasonerConfig
 from frs_ros.reasoning.rollout import UnknownTrackIdError, check_answer_ids
 from frs_ros.reasoning.types import Answer, Target, ToolCall
 from frs_ros.twin.types import DigitalTwin
@@ -28,23 +28,13 @@ STAGE_ORDER = ("serialise", "prefill", "decode", "tools", "resume", "masks")
 
 
 def build_reasoner(config: ReasonerConfig) -> Reasoner:
-    """Factory: the backend named by ``config.backend`` ('hf' loads the model now)."""
+    """Factory: the backend named by ``config.backend`` ('hf' loads the model now and runs it on
+    ``config.runtime``, see :func:`frs_ros.reasoning.lm.build_lm`; a lean runtime keeps its own
+    copy of the weights, so the loaded HF model is freed when this returns)."""
     if config.backend == "hf":
-        from frs_ros.reasoning.hf_backend import HFReasoner, load_model
+        from frs_ros.reasoning.hf_backend import HFReasoner
 
-        if config.runtime == "transformers":
-            return HFReasoner(config)
-        from frs_ros import optim
-
-        model, tokenizer = load_model(config)
-        try:
-            decoder = optim.LeanDecoder(model, weights=config.runtime.split("-")[1],
-                                        max_len=min(int(getattr(model.config, "max_position_embeddings", 0) or 8192), 32768))
-        except ValueError as e:
-            raise ReasonerLoadError(f"reasoner.runtime={config.runtime!r} cannot run {config.model!r}: {e}; "
-                                    "use runtime: transformers") from e
-        del model  # the decoder holds its own (fused, possibly int8) copy of the weights
-        return optim.lean_hf_reasoner(config, optim.LeanCausalLM(decoder), tokenizer)
+        return HFReasoner(config)
     if config.backend == "oracle":
         from frs_ros.reasoning.oracle import OracleReasoner
 
@@ -118,6 +108,12 @@ class ReasonSegEngine:
             config = ReasonerConfig.from_dict(config)
         self.config = config
         self.reasoner = reasoner if reasoner is not None else build_reasoner(config)
+        # The two optional Reasoner attributes, read once here so that callers (the node) do not
+        # probe the reasoner: backends without an LM (the oracle, test stubs) have neither.
+        #: how the reasoner runs, for logs ('' for backends without an LM runtime)
+        self.runtime: str = str(getattr(self.reasoner, "runtime", ""))
+        #: why that runtime is not the configured one ('' when it is)
+        self.runtime_warning: str = str(getattr(self.reasoner, "runtime_warning", ""))
         self.serialise = twin_serialiser or default_twin_serialiser
         self._lock = threading.Lock()
 

@@ -70,11 +70,18 @@ class ReasonerOutput:
 class Reasoner(Protocol):
     """A backend that writes a rollout for a query about a twin.
 
+    runtime: how the backend runs, for logs and the node (an LM backend: its
+        :class:`frs_ros.reasoning.lm.CausalLM` runtime, e.g. ``'lean-int8 (native kernel)'``);
+    runtime_warning: why that runtime is not the one configured (``''`` when it is).
+    Backends without an LM (the oracle, test stubs) may leave both out: the engine reports ``''``.
     twin_text: the twin serialised for the LLM (the engine serialises once and times it).
     tools: executes ``<plan>`` calls (``None``: no tools; the backend must answer without).
     cancel: checked between tokens; when set the backend returns status 'cancelled'.
     sim_query: the simulator's query with ground truth (only the oracle may use it).
     """
+
+    runtime: str
+    runtime_warning: str
 
     def reason(
         self,

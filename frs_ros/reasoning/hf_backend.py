@@ -129,18 +129,28 @@ class PrefixKVCache:
 class HFReasoner:
     """Causal-LM backend. Build with a config (loads ``config.model``) or pass model + tokenizer.
 
+    model: an HF causal LM, run on the runtime ``config.runtime`` names (see
+        :func:`frs_ros.reasoning.lm.build_lm`), or an already built
+        :class:`frs_ros.reasoning.lm.CausalLM`, used as it is. ``self.lm`` is the runtime every
+        forward pass goes through; ``self.model`` the HF module of the transformers runtime
+        (training toggles its train/eval mode), else the runtime itself (a lean runtime keeps its
+        own copy of the weights: the HF model is not kept).
     ``reason(...)`` implements :class:`frs_ros.reasoning.base.Reasoner`. Not thread-safe on its
     own: :class:`frs_ros.reasoning.api.ReasonSegEngine` holds a lock around it.
     """
 
     def __init__(self, config: ReasonerConfig, model: Any = None, tokenizer: Any = None) -> None:
         torch = _torch()
+        from frs_ros.reasoning.lm import CausalLM, build_lm
+        from frs_ros.reasoning.lm.transformers_lm import TransformersLM
+
         self.config = config
         if model is None or tokenizer is None:
             model, tokenizer = load_model(config)
-        self.model = model.eval()
+        #: the runtime: new_cache(), forward(ids, cache) -> logits (V,), runtime, runtime_warning
+        self.lm: CausalLM = model if isinstance(model, CausalLM) else build_lm(config, model)
+        self.model = self.lm.model if isinstance(self.lm, TransformersLM) else self.lm
         self.tokenizer = tokenizer
-        self.device = torch.device(config.device)
         self.prefix_cache = PrefixKVCache(config.cache_entries)
         self._generator = torch.Generator(device="cpu").manual_seed(int(config.seed))
         self._answer_candidates: Optional[list[tuple[int, str]]] = None
@@ -152,10 +162,16 @@ class HFReasoner:
         self.logits_processors: list[Callable[[Any, Any], Any]] = []
         #: tokens run through the model (prefill + decode + forced) since construction.
         self.processed_tokens = 0
-        #: how the model runs, for logs ('transformers'; the lean runtimes say their kernel)
-        self.runtime = "transformers"
-        #: why the runtime is not the one asked for ('' = it is; e.g. no C compiler for lean-int8)
-        self.runtime_warning = ""
+
+    @property
+    def runtime(self) -> str:
+        """How the model runs, for logs ('transformers'; the lean runtimes say their kernel)."""
+        return self.lm.runtime
+
+    @property
+    def runtime_warning(self) -> str:
+        """Why the runtime is not the one asked for ('' = it is; e.g. no C compiler for lean-int8)."""
+        return self.lm.runtime_warning
 
     # ---- token helpers
     def encode(self, text: str) -> list[int]:
@@ -171,18 +187,13 @@ class HFReasoner:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     def new_cache(self) -> Any:
-        from transformers import DynamicCache
-
-        return DynamicCache(config=self.model.config)
+        """An empty KV cache of the runtime."""
+        return self.lm.new_cache()
 
     def forward(self, ids: Sequence[int], cache: Any) -> Any:
         """Append ``ids`` to ``cache`` (in place) and return the last position's logits ``(V,)`` fp32."""
-        torch = _torch()
-        inp = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
-        self.processed_tokens += inp.shape[1]
-        with torch.inference_mode():
-            out = self.model(input_ids=inp, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        return out.logits[0, -1].float()
+        self.processed_tokens += len(ids)
+        return self.lm.forward(ids, cache)
 
     def prefill(self, prompt_ids: Sequence[int], boundaries: Sequence[int], reuse: bool,
                 check_cancel: Optional[Callable[[], None]] = None) -> tuple[Any, Any, int]:
