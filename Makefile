@@ -36,7 +36,7 @@ help:
 	@echo "make test       setup + build + pytest on test/ with install/ sourced"
 	@echo "make demo       setup + build + python -m frs_ros.demo"
 	@echo "make bench      real-size performance benchmark: table + charts (docs/performance.md), ~10 min"
-	@echo "make train-report  held-out ablation table of the nano student + training curves (docs/training.md)"
+	@echo "make train-report  held-out table of the student (zero-shot, SFT) + training curves (docs/training.md)"
 	@echo "make clean      remove build/, install/, log/    make distclean: also .venv"
 
 setup:

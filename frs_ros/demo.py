@@ -1,8 +1,8 @@
 """The frs_ros demo (``make demo`` / ``python -m frs_ros.demo``): the whole graph, live, on the sim camera.
 
 1. brings up sim camera -> camera ingest -> digital twin -> reasoner in one process
-   (``frs_ros.bringup``, config/frs.yaml), with the shipped nano student when
-   ``models/nano_student`` exists, else the oracle teacher (printed);
+   (``frs_ros.bringup``, config/frs.yaml), with the shipped student (SmolLM2-135M + LoRA) when
+   ``models/smollm2_student`` exists, else the oracle teacher (printed);
 2. plays a simulated episode with object events, and after it (so the event has happened) sends
    ReasonSeg goals through a real ``ActionClient`` over DDS: an affordance, a spatial, a
    temporal/video and a no-target query of that episode;
@@ -56,14 +56,19 @@ INPUT_TOPICS = {
 }
 
 
+STUDENT = "models/smollm2_student"
+
+
 def default_reasoner(root: Optional[Path] = None) -> tuple[dict, str]:
-    """``(reasoner_node overrides, description)``: the nano student if shipped, else the oracle."""
+    """``(reasoner_node overrides, description)``: the shipped student (SmolLM2-135M + its LoRA
+    adapter, the ROS defaults) if its adapter is there, else the oracle."""
     from frs_ros.nodes.params import resolve_model_path
 
-    path = resolve_model_path("models/nano_student")
-    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json")):
-        return {"reasoner.backend": "hf", "reasoner.model": path}, f"nano student ({path})"
-    return {"reasoner.backend": "oracle"}, "oracle teacher (models/nano_student is not there yet)"
+    path = resolve_model_path(STUDENT)
+    if os.path.isfile(os.path.join(path, "adapter_config.json")):
+        return ({"reasoner.backend": "hf", "reasoner.model": "smollm2-135m", "reasoner.adapter": path},
+                f"SmolLM2-135M student ({path})")
+    return {"reasoner.backend": "oracle"}, f"oracle teacher ({STUDENT} is not there)"
 
 
 class Recorder:
@@ -205,6 +210,9 @@ def run_demo(out_dir: Path, seed: int = 0, n_frames: int = 20, rate_hz: float = 
         reasoner, which = default_reasoner()
     else:
         which = f"{reasoner.get('reasoner.backend')} ({reasoner.get('reasoner.model', '')})"
+        if "reasoner.model" in reasoner and "reasoner.adapter" not in reasoner:
+            # another model: the shipped student's adapter (the ROS default) does not fit it
+            reasoner = {**reasoner, "reasoner.adapter": ""}
     print(f"[demo] reasoner: {which}")
     sim = {"seed": seed, "n_frames": n_frames, "rate_hz": rate_hz, "width": width, "height": height, "loop": False}
     graph = build_graph(overrides={"sim_camera_node": sim, "reasoner_node": reasoner})
@@ -315,8 +323,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--rate", type=float, default=10.0, help="camera rate [Hz]")
     ap.add_argument("--size", default="320x240", help="image size WxH")
     ap.add_argument("--reasoner", choices=("auto", "oracle", "hf"), default="auto",
-                    help="auto: the nano student if models/nano_student exists, else the oracle")
-    ap.add_argument("--model", default="", help="model directory for --reasoner hf")
+                    help=f"auto: the shipped student if {STUDENT} exists, else the oracle")
+    ap.add_argument("--model", default="", help="model for --reasoner hf (default: the shipped student)")
     ap.add_argument("--record-inputs", action="store_true", help="also record /frs/frame/* and /frs/sim/* (replayable by frs-bag-eval)")
     opts = ap.parse_args(argv)
     w, h = (int(x) for x in opts.size.lower().split("x"))
@@ -324,7 +332,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if opts.reasoner == "oracle":
         reasoner = {"reasoner.backend": "oracle"}
     elif opts.reasoner == "hf":
-        reasoner = {"reasoner.backend": "hf", "reasoner.model": opts.model or "models/nano_student"}
+        reasoner = (default_reasoner()[0] if not opts.model else
+                    {"reasoner.backend": "hf", "reasoner.model": opts.model, "reasoner.adapter": ""})
     try:
         summary = run_demo(Path(opts.out), opts.seed, opts.frames, opts.rate, w, h, reasoner, opts.record_inputs)
     except RuntimeError as exc:

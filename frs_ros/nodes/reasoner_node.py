@@ -151,10 +151,12 @@ class ReasonerNode(LifecycleNode):
                 from frs_ros.reasoning.api import ReasonSegEngine
 
                 model = resolve_model_path(p.reasoner.model)
-                if p.reasoner.backend == "hf" and model.startswith(("models/", "./", "../", "/")) and not os.path.isdir(model):
-                    raise FileNotFoundError(f"there is no model directory '{p.reasoner.model}' (looked in the working "
-                                            f"directory and in {share_dirs()})")
-                self.engine = ReasonSegEngine(replace(p.reasoner, model=model))
+                adapter = resolve_model_path(p.reasoner.adapter)
+                for what, given, path in (("model", p.reasoner.model, model), ("adapter", p.reasoner.adapter, adapter)):
+                    if p.reasoner.backend == "hf" and path.startswith(("models/", "./", "../", "/")) and not os.path.isdir(path):
+                        raise FileNotFoundError(f"there is no {what} directory '{given}' (looked in the working "
+                                                f"directory and in {share_dirs()})")
+                self.engine = ReasonSegEngine(replace(p.reasoner, model=model, adapter=adapter))
             except Exception as exc:  # noqa: BLE001 - ReasonerLoadError and friends
                 self.health.set_state(
                     "error", f"the reasoner could not load (backend={p.reasoner.backend}, model={p.reasoner.model}): {exc}. "

@@ -5,7 +5,7 @@
     python -m frs_ros.training.cli grpo   --config config/train_grpo_nano.yaml
     python -m frs_ros.training.cli eval   --config config/train_eval.yaml
     python -m frs_ros.training.cli report --config config/train_report.yaml
-    python -m frs_ros.training.cli ship   --from out/train/grpo/final --to models/nano_student
+    python -m frs_ros.training.cli ship   --from out/train/grpo_smollm2/final --to models/smollm2_student
 
 Any config key can be overridden on the command line: ``... sft --config X.yaml lr=3e-4``.
 On GPUs the same commands run under ``accelerate launch`` (``accelerate launch -m
@@ -273,7 +273,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p.add_argument("--config", default=None, help="YAML file overriding the defaults of " + cls.__name__)
         p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
         p.add_argument("overrides", nargs="*", help="key=value overrides (values parsed as YAML)")
-    ship = sub.add_parser("ship", help="export a checkpoint (fp16) with logs and configs, e.g. to models/nano_student")
+    ship = sub.add_parser("ship", help="export a checkpoint (fp16) with logs and configs, e.g. to models/smollm2_student")
     ship.add_argument("--from", dest="src", required=True)
     ship.add_argument("--to", dest="dst", required=True)
     ship.add_argument("--logs", nargs="*", default=[])
