@@ -22,9 +22,9 @@ TINY = NanoModelConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2
                        num_key_value_heads=2, max_position_embeddings=512)
 
 
-def _tok():
+def _tok(records=None):
     texts = []
-    for r in RECORDS:
+    for r in records or RECORDS:
         texts += [prompt_of(r).text, r["rollout"]]
     return fit_tokenizer(texts, include_ontology=False)
 
@@ -128,13 +128,6 @@ GROUPED = RECORDS + [
 ]
 
 
-def _grouped_tok():
-    texts = []
-    for r in GROUPED:
-        texts += [prompt_of(r).text, r["rollout"]]
-    return fit_tokenizer(texts, include_ontology=False)
-
-
 def test_twin_grouped_batches_never_mix_twins():
     from frs_ros.training.sft import twin_grouped_batches
 
@@ -149,7 +142,7 @@ def test_twin_prefix_shared_loss_equals_full_loss_and_grads():
     """The [instruction + twin] prefix of a twin group runs once: same loss and gradients."""
     from frs_ros.training.sft import collate, scored_positions_loss, shared_prefix_loss
 
-    tok = _grouped_tok()
+    tok = _tok(GROUPED)
     model = build_nano_student(TINY, tok, seed=5)
     b = collate([encode_example(tok, r) for r in RECORDS], tok.pad_token_id)
     p = encode_prompt(tok, prompt_of(RECORDS[0])).boundaries[1]  # instruction + twin
@@ -166,7 +159,7 @@ def test_twin_prefix_shared_loss_equals_full_loss_and_grads():
 
 def test_sft_resumes_exactly_where_it_stopped(tmp_path):
     """4 steps in one run == 2 steps, a new process state, then resume to 4 (weights, log)."""
-    tok = _grouped_tok()
+    tok = _tok(GROUPED)
     base = dict(lr=1e-3, batch_size=2, warmup_steps=1, log_every=1, group_by_twin=True, save_every=2)
     straight = build_nano_student(TINY, tok, seed=6)
     train_sft(SFTConfig(out=str(tmp_path / "a"), max_steps=4, **base), straight, tok, GROUPED)
