@@ -1,8 +1,8 @@
 """Native (C/OpenMP) kernels, compiled on first use for the CPU they run on.
 
 :func:`load_causal_lm_int8` returns the ctypes library built from ``causal_lm_int8.c`` (the int8
-forward pass of the Qwen3 and Llama families behind :class:`frs_ros.optim.LeanDecoder`). It is
-compiled once per source, compiler flags and CPU (``-march=native``: AVX512-VNNI or AVX2 where
+forward pass of the Qwen3 and Llama families behind
+:class:`frs_ros.reasoning.lm.lean.LeanDecoder`). It is compiled once per source, compiler flags and CPU (``-march=native``: AVX512-VNNI or AVX2 where
 the CPU has them; ``frs_simd_level()`` says which) into ``$FRS_NATIVE_CACHE`` (default
 ``~/.cache/frs_ros/native``) and loaded from there afterwards.
 No compiler, or a failed build, raises :class:`NativeKernelError` saying why; callers fall back

@@ -33,10 +33,11 @@ class ReasonerConfig:
         merged into the weights at load time ('' = none).
     local_files_only: never try the hub (these machines have no hub access).
     device: torch device ('cpu', 'cuda', 'cuda:0'); dtype: 'float32' | 'bfloat16' | 'float16'.
-    runtime: how the 'hf' model runs: 'transformers' (its own forward; any architecture, any
-        device) | 'lean-int8' (CPU, Qwen3 and Llama families: :class:`frs_ros.optim.LeanDecoder` with int8
-        weights, the native C kernel where a C compiler is present — the fast edge path) |
-        'lean-fp32' (the same decode loop, float weights).
+    runtime: how the 'hf' model runs (:mod:`frs_ros.reasoning.lm`): 'transformers' (its own
+        forward; any architecture, any device) | 'lean-int8' (CPU, Qwen3 and Llama families:
+        :class:`frs_ros.reasoning.lm.lean.LeanDecoder` with int8 weights, the native C kernel
+        where a C compiler is present — the fast edge path) | 'lean-fp32' (the same decode loop,
+        float weights).
     max_new_tokens [tokens]: hard cap on model-chosen tokens of one rollout.
     reasoning_budgets [tokens]: ``<reason>`` budget per estimated difficulty 1, 2, 3
         (PixelThink-style); when reached, ``</reason>`` is forced.

@@ -517,11 +517,17 @@ def load_model(config: ReasonerConfig) -> tuple[Any, Any]:
     torch = _torch()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from frs_ros.reasoning.base_models import BaseModelError, resolve_model
+
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[config.dtype]
     try:
-        tokenizer = AutoTokenizer.from_pretrained(config.model, local_files_only=config.local_files_only)
+        path = resolve_model(config.model)  # built-in names ('smollm2-135m') -> converted HF directory
+    except BaseModelError as e:
+        raise ReasonerLoadError(str(e)) from e
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=config.local_files_only)
         model = AutoModelForCausalLM.from_pretrained(
-            config.model, dtype=dtype, local_files_only=config.local_files_only
+            path, dtype=dtype, local_files_only=config.local_files_only
         )
     except Exception as e:
         raise ReasonerLoadError(
