@@ -115,6 +115,12 @@ def test_prefix_reuse_and_cache_copies(model, ids):
     dec = LeanDecoder(model, weights="int8", kernel="native", max_len=512)
     dec.prefill(ids[:100])
     snap = copy.deepcopy(dec.cache)
+    # the native kernel keeps K and V in fp16: half the bytes of the torch kernels' fp32 cache
+    assert snap.dtype == dec.cache.dtype == torch.float16
+    fp32 = LeanDecoder(model, weights="int8", kernel="torch").new_cache(snap.capacity)
+    assert fp32.nbytes() == 2 * snap.nbytes()
+    with pytest.raises(TypeError, match="new_cache"):
+        dec.forward([1], cache=fp32)
     a = dec.forward(ids[100:120], logits_for="all")
     dec.cache.crop(100)
     b = dec.forward(ids[100:120], logits_for="all")
@@ -248,7 +254,7 @@ def test_kernel_is_built_once_and_reused(tmp_path, monkeypatch):
     monkeypatch.setenv("FRS_NATIVE_CACHE", str(tmp_path))
     lib = load_causal_lm_int8(portable=True)
     built = list(tmp_path.glob("causal_lm_int8-portable-*.so"))
-    assert len(built) == 1 and lib.frs_abi_version() == 3
+    assert len(built) == 1 and lib.frs_abi_version() == 4
     assert load_causal_lm_int8(portable=True) is lib
     assert lib.frs_simd_level() == 0
 

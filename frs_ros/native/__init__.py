@@ -26,7 +26,7 @@ from pathlib import Path
 __all__ = ["NativeKernelError", "load_causal_lm_int8", "native_cache_dir", "FrsMat", "FrsLayer", "FrsModel"]
 
 SOURCE = Path(__file__).with_name("causal_lm_int8.c")
-ABI_VERSION = 3
+ABI_VERSION = 4
 #: ``frs_simd_level()`` of a built kernel
 SIMD_LEVELS = {0: "plain C", 1: "AVX2", 2: "AVX512-VNNI"}
 _BASE_FLAGS = ["-O3", "-std=c11", "-fPIC", "-shared", "-fopenmp", "-ffp-contract=fast"]

@@ -7,7 +7,7 @@ Per runtime (through the :class:`frs_ros.reasoning.lm.CausalLM` protocol, so Pyt
 counts): prefill of a ``--prompt-tokens`` prompt in one call [tokens/s] (best of ``--repeats``),
 greedy decode of ``--decode-tokens`` tokens after it [ms/token] (median and best of the per-run
 means, each run from a copy of the prefilled cache), the bytes one decoded token reads (weights
-as stored + one embedding row + the fp32 KV cache at the mid-decode context,
+as stored + one embedding row + the KV cache as stored at the mid-decode context,
 :func:`frs_ros.perf.decode_bytes_per_token`), the floor at the higher of two bandwidth probes
 (before and after the timings) and the fraction of it reached. Speed does not depend on the
 weights, so random weights of the real architecture (the default) time the real model.
@@ -81,13 +81,15 @@ def _bytes_per_token(lm: Any, cfg: Any, context: int) -> float:
     """Bytes one decoded token reads at ``context`` cached tokens [bytes]."""
     from frs_ros import perf
 
-    hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-    kv = dict(n_layers=cfg.num_hidden_layers, n_kv_heads=cfg.num_key_value_heads, head_dim=hd, context_tokens=context,
-              kv_bytes_per_value=4.0)
     import torch
 
     from frs_ros.reasoning.lm.lean import LeanCausalLM
 
+    hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    # the KV cache as stored: fp16 on the native kernel, fp32 otherwise
+    kv_bytes = lm.new_cache().k.element_size() if isinstance(lm, LeanCausalLM) else 4.0
+    kv = dict(n_layers=cfg.num_hidden_layers, n_kv_heads=cfg.num_key_value_heads, head_dim=hd, context_tokens=context,
+              kv_bytes_per_value=float(kv_bytes))
     if isinstance(lm, LeanCausalLM):  # the matrices as stored (int8 + scales, or fp32), one embedding row
         per = 1.0 if lm.decoder.weights == "int8" else 4.0
         return perf.decode_bytes_per_token(0, per, hidden_size=cfg.hidden_size,

@@ -49,17 +49,24 @@ class _Layer:
 class KVCache:
     """K/V of every layer in two growable buffers ``(L, KV, capacity, hd)``; ``length`` valid.
 
-    Growth doubles the capacity (amortised O(1) per token, unlike a concatenating cache that
+    dtype: float32 for the torch kernels; float16 for the native kernel (it reads a token's
+    keys and values back exactly into fp32 sums: half the bytes per decoded token, half the
+    memory of each cached prefix). Growth doubles the capacity (amortised O(1) per token, unlike a concatenating cache that
     copies the whole cache every step). Speaks the part of the transformers ``Cache`` API that a
     prefix-reusing runtime needs: ``get_seq_length()``, ``crop(n)`` (negative ``n`` removes that
     many tokens) and ``copy.deepcopy`` (copies only the valid part).
     """
 
-    def __init__(self, n_layers: int, n_kv: int, head_dim: int, capacity: int = 256) -> None:
+    def __init__(self, n_layers: int, n_kv: int, head_dim: int, capacity: int = 256,
+                 dtype: torch.dtype = torch.float32) -> None:
         self.shape = (n_layers, n_kv, head_dim)
-        self.k = torch.zeros(n_layers, n_kv, max(1, capacity), head_dim)
+        self.k = torch.zeros(n_layers, n_kv, max(1, capacity), head_dim, dtype=dtype)
         self.v = torch.zeros_like(self.k)
         self.length = 0
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.k.dtype
 
     @property
     def capacity(self) -> int:
@@ -71,7 +78,7 @@ class KVCache:
             return
         cap = max(n, 2 * self.capacity)
         L, KV, hd = self.shape
-        k = torch.zeros(L, KV, cap, hd)
+        k = torch.zeros(L, KV, cap, hd, dtype=self.dtype)
         v = torch.zeros_like(k)
         k[:, :, : self.length] = self.k[:, :, : self.length]
         v[:, :, : self.length] = self.v[:, :, : self.length]
@@ -89,14 +96,15 @@ class KVCache:
 
     def __deepcopy__(self, memo) -> "KVCache":
         L, KV, hd = self.shape
-        new = KVCache(L, KV, hd, capacity=self.length + 128)
+        new = KVCache(L, KV, hd, capacity=self.length + 128, dtype=self.dtype)
         new.k[:, :, : self.length] = self.k[:, :, : self.length]
         new.v[:, :, : self.length] = self.v[:, :, : self.length]
         new.length = self.length
         return new
 
     def nbytes(self) -> int:
-        return self.k.numel() * 4 * 2
+        """Bytes of both buffers at their current capacity [bytes]."""
+        return 2 * self.k.numel() * self.k.element_size()
 
 
 #: ``config.model_type`` of the architectures LeanDecoder (and the native kernel) implement
@@ -299,7 +307,9 @@ class LeanDecoder:
         return -1 if self._lib is None else int(self._lib.frs_simd_level())
 
     def new_cache(self, capacity: int = 256) -> KVCache:
-        return KVCache(self.n_layers, self.n_kv, self.head_dim, capacity)
+        """An empty cache (fp16 for the native kernel, fp32 for the torch kernels)."""
+        dtype = torch.float32 if self._lib is None else torch.float16
+        return KVCache(self.n_layers, self.n_kv, self.head_dim, capacity, dtype=dtype)
 
     def reset(self) -> None:
         """Forget the default cache's tokens."""
@@ -329,6 +339,8 @@ class LeanDecoder:
         """Append ``ids`` to ``cache`` (default: this decoder's) and return the logits ``(V,)`` of
         the last position (``logits_for='all'``: ``(T, V)``)."""
         cache = self.cache if cache is None else cache
+        if cache.dtype != self.cache.dtype:
+            raise TypeError(f"a {cache.dtype} cache for a decoder whose kernel keeps {self.cache.dtype}: use its new_cache()")
         ids = [int(i) for i in ids]
         T = len(ids)
         if T == 0:
