@@ -133,7 +133,9 @@ def test_simd_and_portable_builds_agree_and_threads_do_not_change_bits(model, id
     por = LeanDecoder(model, weights="int8", kernel="portable", max_len=512)
     a = nat.forward(ids[:40], logits_for="all")
     b = por.forward(ids[:40], logits_for="all")
-    assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)  # same integer products; float epilogues differ in order
+    # The same integer products; the float code (dot products, exp) differs in order, which can move
+    # an activation across an int8 rounding boundary now and then (measured: 1 of 40 rows, 0.018).
+    assert _rel(a, b) < 5e-3 and ((a - b).abs().amax(-1) > 1e-4).float().mean() <= 0.1
     prev = torch.get_num_threads()
     outs = []
     try:
@@ -144,6 +146,26 @@ def test_simd_and_portable_builds_agree_and_threads_do_not_change_bits(model, id
     finally:
         torch.set_num_threads(prev)
     assert all(torch.equal(outs[0], o) for o in outs[1:])  # every output row is computed by one thread
+
+
+def test_vnni_path_gives_the_avx2_bits(model, ids, monkeypatch):
+    """The AVX512-VNNI matrix products, built with plain-C lanes (this CPU may lack AVX-512), give
+    exactly the AVX2 build's logits: both sum each 32-column block exactly in int32 and add it
+    times its scale with one fused multiply-add per block, and share the float code."""
+    import frs_ros.native as native
+
+    avx2 = LeanDecoder(model, weights="int8", kernel="native", max_len=512)
+    if avx2.simd_level() < 1:
+        pytest.skip("no AVX2 here: the native build is plain C")
+    real = native.load_causal_lm_int8
+    monkeypatch.setattr(native, "load_causal_lm_int8", lambda portable=False: real(emulate_vnni=True))
+    emu = LeanDecoder(model, weights="int8", kernel="native", max_len=512)
+    assert emu.simd_level() == 2
+    for dec in (avx2, emu):
+        dec.outs = [dec.forward(ids[:5], logits_for="all"), dec.forward(ids[5:45], logits_for="all"),
+                    dec.forward(ids[45:46], logits_for="all")]  # T < 8, tiles of 8 (VNNI) and 2 (AVX2), decode
+    for a, b in zip(avx2.outs, emu.outs):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -190,9 +212,7 @@ def test_packed_matrix_round_trip():
     deq = m.dequantize()
     assert deq.shape == w.shape
     assert torch.all((deq - w).abs() <= m.scale[:, None] / 2 + 1e-6)
-    q = torch.round(w / m.scale[:, None]).to(torch.int32)
-    assert torch.equal(m.rowsum, q.sum(1).to(torch.int32))
-    assert m.nbytes() == 3 * 5 * 64 + 37 * 8
+    assert m.nbytes() == 3 * 5 * 64 + 37 * 4
     with pytest.raises(ValueError, match="divisible by 4"):
         PackedInt8Matrix(torch.randn(8, 10))
 
@@ -254,7 +274,7 @@ def test_kernel_is_built_once_and_reused(tmp_path, monkeypatch):
     monkeypatch.setenv("FRS_NATIVE_CACHE", str(tmp_path))
     lib = load_causal_lm_int8(portable=True)
     built = list(tmp_path.glob("causal_lm_int8-portable-*.so"))
-    assert len(built) == 1 and lib.frs_abi_version() == 4
+    assert len(built) == 1 and lib.frs_abi_version() == 5
     assert load_causal_lm_int8(portable=True) is lib
     assert lib.frs_simd_level() == 0
 
@@ -265,3 +285,27 @@ def test_unwritable_cache_dir_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("FRS_NATIVE_CACHE", str(blocker / "native"))
     with pytest.raises(NativeKernelError, match="FRS_NATIVE_CACHE"):
         load_causal_lm_int8(portable=True)
+
+
+@pytest.mark.slow
+def test_real_smollm2_greedy_tokens_follow_the_float_model():
+    """On SmolLM2-135M's real weights (the built-in base model, converted once from its pip
+    package) the int8 kernel writes the fp32 model's answer. Its projection inputs carry outliers
+    (down_proj up to ~40x the RMS): with one activation scale per row instead of per 32 columns
+    the first greedy token here already differed."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from frs_ros.reasoning.base_models import BaseModelError, resolve_model
+
+    try:
+        path = resolve_model("smollm2-135m")
+    except BaseModelError as e:
+        pytest.skip(f"the built-in SmolLM2 is not available here: {e}")
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    ids = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
+                                  add_generation_prompt=True, return_dict=True)["input_ids"]
+    with torch.no_grad():
+        ref = model.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False)[0, len(ids):].tolist()
+    got = LeanDecoder(model, weights="int8", kernel="native", max_len=256).generate(ids, len(ref))
+    assert got == ref, (tok.decode(got), tok.decode(ref))

@@ -26,7 +26,7 @@ from pathlib import Path
 __all__ = ["NativeKernelError", "load_causal_lm_int8", "native_cache_dir", "FrsMat", "FrsLayer", "FrsModel"]
 
 SOURCE = Path(__file__).with_name("causal_lm_int8.c")
-ABI_VERSION = 4
+ABI_VERSION = 5
 #: ``frs_simd_level()`` of a built kernel
 SIMD_LEVELS = {0: "plain C", 1: "AVX2", 2: "AVX512-VNNI"}
 _BASE_FLAGS = ["-O3", "-std=c11", "-fPIC", "-shared", "-fopenmp", "-ffp-contract=fast"]
@@ -42,7 +42,6 @@ class FrsMat(ctypes.Structure):
     _fields_ = [
         ("w", ctypes.c_void_p),
         ("scale", ctypes.c_void_p),
-        ("rowsum", ctypes.c_void_p),
         ("rows", ctypes.c_int32),
         ("cols", ctypes.c_int32),
     ]
@@ -105,21 +104,26 @@ def _compiler() -> str:
     return cc
 
 
-def load_causal_lm_int8(portable: bool = False) -> ctypes.CDLL:
+def load_causal_lm_int8(portable: bool = False, emulate_vnni: bool = False) -> ctypes.CDLL:
     """Build (first call per CPU and source) and load the int8 causal-LM kernel.
 
     portable: compile without ``-march=native`` and without the SIMD paths (plain C,
         compiler-vectorised) — what a CPU without AVX2 gets; used by the tests to check both.
+    emulate_vnni: build the AVX512-VNNI matrix-product path with plain-C lanes (the rest as on
+        this CPU), so the tests run that path's logic on machines without AVX-512 (slow).
     Raises NativeKernelError when it cannot be built or loaded.
     """
+    if portable and emulate_vnni:
+        raise ValueError("portable and emulate_vnni exclude each other")
     arch = [] if portable else ["-march=native"]
-    defines = ["-DFRS_PORTABLE"] if portable else []
+    defines = ["-DFRS_PORTABLE"] if portable else ["-DFRS_EMULATE_VNNI"] if emulate_vnni else []
     cc = _compiler()
     flags = _BASE_FLAGS + arch + defines
     key = hashlib.sha256(
         SOURCE.read_bytes() + " ".join([cc] + flags).encode() + _cpu_signature().encode()
     ).hexdigest()[:16]
-    lib_path = native_cache_dir() / f"causal_lm_int8-{'portable-' if portable else ''}{key}.so"
+    variant = "portable-" if portable else "emulate-vnni-" if emulate_vnni else ""
+    lib_path = native_cache_dir() / f"causal_lm_int8-{variant}{key}.so"
     with _lock:
         cached = _loaded.get(str(lib_path))
         if cached is not None:

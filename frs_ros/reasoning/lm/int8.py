@@ -59,10 +59,10 @@ def int8_linear(weight: torch.Tensor) -> nn.Module:
 
 
 class PackedInt8Matrix:
-    """An int8 matrix for the native kernel: symmetric per-row scales, row sums for the u8 offset.
+    """An int8 matrix for the native kernel: symmetric, one scale per row.
 
-    weight ``(out, in)`` float -> ``w`` int8 ``(out, in)``, ``scale`` fp32 ``(out,)`` (weight ~= w * scale),
-    ``rowsum`` int32 ``(out,)``; ``w`` is packed ``(ceil(out / 16), in / 4, 16, 4)``: for each block of
+    weight ``(out, in)`` float -> ``w`` int8, ``scale`` fp32 ``(out,)`` (weight ~= w * scale);
+    ``w`` is packed ``(ceil(out / 16), in / 4, 16, 4)``: for each block of
     16 rows and each group of 4 input columns, the 16 rows' 4 bytes (one 64-byte cache line), the
     order in which the kernel streams them (``causal_lm_int8.c``, ``qgemm``). ``struct()`` is the
     ctypes view the kernel reads (holds no reference: this object must outlive it).
@@ -78,7 +78,6 @@ class PackedInt8Matrix:
             raise ValueError(f"the native kernel needs input sizes divisible by 4, got {K}")
         self.shape = (R, K)
         q, self.scale = quantize_rows(w)
-        self.rowsum = q.sum(1, dtype=torch.int32).contiguous()
         Rp = -(-R // self.BLOCK) * self.BLOCK
         if Rp != R:
             q = torch.cat([q, q.new_zeros(Rp - R, K)])
@@ -94,10 +93,11 @@ class PackedInt8Matrix:
     def struct(self):
         from frs_ros.native import FrsMat
 
-        return FrsMat(self.w.data_ptr(), self.scale.data_ptr(), self.rowsum.data_ptr(), *self.shape)
+        return FrsMat(self.w.data_ptr(), self.scale.data_ptr(), *self.shape)
 
     def nbytes(self) -> int:
-        return self.w.numel() + self.scale.numel() * 4 + self.rowsum.numel() * 4
+        """Bytes the kernel streams for one product: packed weights (padded rows included) and scales."""
+        return self.w.numel() + self.scale.numel() * 4
 
 
 def interleave_blocks(a: torch.Tensor, b: torch.Tensor, block: int) -> torch.Tensor:
