@@ -2,6 +2,7 @@
 
     python bench/run_bench.py --md bench/results/bench_table.md       # full run (~10 min, 2 cores)
     python bench/run_bench.py --quick --out /tmp/bench_quick.json    # miniature models, smoke test
+    python bench/run_bench.py --only smollm2                         # SmolLM2 student vs llama.cpp alone (~5 min)
 
 Real sizes with random weights (no weights can be downloaded; speed does not depend on them):
 SAM-2.1 hiera-tiny, OWLv2 base/16 @960, Depth-Anything-V2-Small, Qwen3-0.6B and Qwen3-1.7B,
@@ -9,6 +10,10 @@ configs in ``bench/configs``. Twins and queries come from the simulator (640x480
 text, the tool calls and the rollouts have their real sizes. Repeat counts are small (1-3 runs
 per stage, 10 optimised and 2 naive queries; see docs/performance.md) so that a full run stays
 near 10 min on 2 cores. Prints a Markdown table, writes the JSON results and PNG charts.
+
+The ``smollm2`` section (``bench/smollm2.py``) is different: real weights (the SmolLM2-135M
+student, or its base until the student exists) on our runtimes and on llama.cpp, which it
+installs on demand outside the venv (``--llama-cpp``, see ``bench/llama_cpp_peer.py``).
 """
 
 from __future__ import annotations
@@ -102,6 +107,17 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
+
+
+def git_state() -> dict:
+    """The commit measured and the files under frs_ros/ and bench/ that differ from it (a shared
+    working tree may hold someone's uncommitted runtime changes)."""
+    def git(*args: str) -> str:
+        p = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
+        return p.stdout if p.returncode == 0 else ""
+
+    return {"head": git("rev-parse", "--short", "HEAD").strip(),
+            "modified": [ln[3:] for ln in git("status", "--porcelain", "--", "frs_ros", "bench").splitlines() if ln.strip()]}
 
 
 # ------------------------------------------------------------------------------------------ scenes
@@ -700,6 +716,12 @@ def report(R: dict) -> str:
         L.append("")
         L.append(f"Student path RSS (Qwen3-0.6B size, lean int8, separate process, after answering): "
                  f"{r['rss_student_int8_gb']:.2f} GB (peak incl. the one-time fp32 build: {r['peak_rss_incl_fp32_build_gb']:.2f} GB). GPU memory: n/a (CPU run).")
+    if R.get("smollm2"):
+        import smollm2
+
+        L.append("")
+        L.append(smollm2.report(R["smollm2"]) if "error" not in R["smollm2"]
+                 else f"SmolLM2 student vs llama.cpp: the section failed: {R['smollm2']['error']}")
     L.append(f"Bench wall time: {R.get('wall_s', float('nan')):.0f} s.")
     return "\n".join(L)
 
@@ -791,10 +813,32 @@ def charts(R: dict, prefix: Path) -> list[str]:
     return files
 
 
+# ------------------------------------------------------------------------------------------ smollm2
+def run_smollm2(a, scenes) -> dict:
+    """The SmolLM2 student vs llama.cpp section (``bench/smollm2.py``) with the command-line knobs."""
+    import smollm2
+
+    log("smollm2: SmolLM2-135M student, our runtimes vs llama.cpp")
+    try:
+        return smollm2.run(
+            scenes, student=Path(a.smollm2_student), threads=a.smollm2_threads, llama_mode=a.llama_cpp,
+            gguf_types=tuple(filter(None, a.gguf_types.split(","))),
+            n_queries=a.smollm2_queries if not a.quick else 4, decode_tokens=32 if not a.quick else 8,
+            repeats=7 if not a.quick else 1, runtimes=tuple(filter(None, a.smollm2_runtimes.split(","))),
+            rss=not a.quick, log=lambda msg: log(f"smollm2: {msg}"),
+        )
+    except Exception as e:  # noqa: BLE001 - the last section must not lose the run's other results
+        import traceback
+
+        log(f"smollm2 section failed: {type(e).__name__}: {e}\n{traceback.format_exc()}")
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
 # ------------------------------------------------------------------------------------------ main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "bench_results.json"), help="JSON results file")
+    ap.add_argument("--out", default="", help="JSON results file (default bench/results/bench_results.json, "
+                    "with --only smollm2 bench/results/smollm2_results.json)")
     ap.add_argument("--img-prefix", default=str(ROOT / "docs" / "img" / "bench_"), help="PNG chart path prefix")
     ap.add_argument("--md", default="", help="also write the Markdown table here")
     ap.add_argument("--quick", action="store_true", help="miniature models (smoke test of the bench code)")
@@ -810,7 +854,19 @@ def main(argv=None) -> int:
     ap.add_argument("--student", default=str(ROOT / "models" / "nano_student"))
     ap.add_argument("--agreement-queries", type=int, default=30)
     ap.add_argument("--vocab", type=int, default=4000, help="bench BPE tokenizer vocabulary")
-    ap.add_argument("--skip", default="", help="comma list of sections to skip: vision,llm,e2e,agreement,rss")
+    ap.add_argument("--skip", default="", help="comma list of sections to skip: vision,llm,e2e,agreement,rss,smollm2")
+    ap.add_argument("--only", default="", choices=["", "smollm2"],
+                    help="run only this section (smollm2: the SmolLM2 student vs llama.cpp)")
+    ap.add_argument("--smollm2-student", default=str(ROOT / "models" / "smollm2_student"),
+                    help="the SmolLM2 student: a peft LoRA adapter dir (merged over the smollm2-135m base) or a full "
+                    "HF dir; when it does not exist the base model stands in")
+    ap.add_argument("--llama-cpp", default="auto", choices=["auto", "no-install", "skip"],
+                    help="llama.cpp peer rows: auto = install llama-cpp-python into ~/.cache/frs_ros/bench-peers "
+                    "when missing (prints the time), no-install = use it only if already there, skip")
+    ap.add_argument("--gguf-types", default="q8_0,q4_1", help="llama.cpp quantisations (q8_0, q4_0, q4_1)")
+    ap.add_argument("--smollm2-threads", type=int, default=2)
+    ap.add_argument("--smollm2-queries", type=int, default=20)
+    ap.add_argument("--smollm2-runtimes", default="transformers,lean-int8", help="our runtimes in the smollm2 section")
     ap.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.threads:
@@ -823,8 +879,35 @@ def main(argv=None) -> int:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     skip = set(filter(None, a.skip.split(",")))
+    if not a.out:
+        a.out = str(ROOT / "bench" / "results" / ("smollm2_results.json" if a.only == "smollm2" else "bench_results.json"))
+        if a.only == "smollm2" and not a.md:
+            a.md = str(ROOT / "bench" / "results" / "smollm2_table.md")
     t0 = time.perf_counter()
-    R: dict = {"quick": a.quick, "machine": machine_info(), "keyframe_interval": a.keyframe_interval, "llm": {}}
+    R: dict = {"quick": a.quick, "machine": machine_info(), "git": git_state(), "keyframe_interval": a.keyframe_interval,
+               "llm": {}}
+    if a.only == "smollm2":
+        log("only the smollm2 section")
+        R["smollm2"] = run_smollm2(a, make_scenes(4 if not a.quick else 1, "test", 1000))
+        R["loadavg_end"] = list(os.getloadavg())
+        R["wall_s"] = time.perf_counter() - t0
+        import smollm2
+
+        m = R["machine"]
+        body = (smollm2.report(R["smollm2"]) if "error" not in R["smollm2"]
+                else f"The section failed: {R['smollm2']['error']}")
+        table = (f"Machine: {m['cpu']}, {m['cores']} cores ({', '.join(m['isa'])}), {m['mem_gb']} GB, torch {m['torch']}, "
+                 f"transformers {m['transformers']}; load avg at start {m['loadavg_start'][0]:.2f}, at end "
+                 f"{R['loadavg_end'][0]:.2f}; {m['date_utc']}; commit {R['git']['head']}"
+                 + (f" + uncommitted {', '.join(R['git']['modified'])}" if R['git']['modified'] else "") + "\n\n" + body)
+        print(table)
+        out = Path(a.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(R, indent=1, default=str))
+        if a.md:
+            Path(a.md).write_text(table + "\n")
+        log(f"wrote {out}{', ' + a.md if a.md else ''} in {R['wall_s']:.0f} s")
+        return 0
     log("bandwidth probe")
     bw = optim.measure_memory_bandwidth(nbytes=(64 if a.quick else 512) * 2**20, repeats=3 if a.quick else 5)
     R["bandwidth"] = {"read_gbps": bw.read_gbps, "copy_gbps": bw.copy_bps / 1e9, "probes": bw.probes}
@@ -867,6 +950,8 @@ def main(argv=None) -> int:
         except (ValueError, IndexError):
             R["rss"] = None
             log(f"RSS probe failed: {p.stderr[-500:]}")
+    if "smollm2" not in skip:
+        R["smollm2"] = run_smollm2(a, test_scenes)
     R["loadavg_end"] = list(os.getloadavg())
     R["bench_peak_rss_gb"] = optim.peak_rss_bytes() / 1e9
     R["wall_s"] = time.perf_counter() - t0

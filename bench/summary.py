@@ -2,10 +2,11 @@
 
     python bench/summary.py docs/bench_results.json              # print the sections
     python bench/summary.py docs/bench_results.json --fill docs/performance.md
+    python bench/summary.py bench/results/smollm2_results.json     # the SmolLM2 vs llama.cpp tables
 
-``--fill`` replaces the ``__RESULTS__``, ``__LIMIT__``, ``__OPTIMISATIONS__``, ``__AGREEMENT__``
-and ``__MEMORY__`` markers of a document with the tables computed here (every number comes from
-the results file).
+``--fill`` replaces the ``__RESULTS__``, ``__LIMIT__``, ``__OPTIMISATIONS__``, ``__AGREEMENT__``,
+``__MEMORY__`` and ``__SMOLLM2__`` markers of a document with the tables computed here (every
+number comes from the results file; a ``--only smollm2`` results file fills ``__SMOLLM2__`` only).
 """
 
 from __future__ import annotations
@@ -33,9 +34,28 @@ def _r(a, b):
         return "n/a"
 
 
+def smollm2_section(R: dict) -> str:
+    """The SmolLM2 student vs llama.cpp tables (``bench/smollm2.py``) of a results file."""
+    import smollm2
+
+    S = R.get("smollm2")
+    if not S:
+        return "Not measured in this run (section skipped)."
+    if "error" in S:
+        return f"Not measured in this run: the section failed: {S['error']}"
+    m = R["machine"]
+    return (f"Machine: {m['cpu']}, {m['cores']} cores ({', '.join(m['isa'])}), {m['mem_gb']} GB, torch {m['torch']}, "
+            f"transformers {m['transformers']}; {m['date_utc']}; commit {R.get('git', {}).get('head', '?')}"
+            + (f" + uncommitted {', '.join(R['git']['modified'])}" if R.get("git", {}).get("modified") else "")
+            + f"; load average {m['loadavg_start'][0]:.2f} at the start, "
+            f"{R.get('loadavg_end', [float('nan')])[0]:.2f} at the end.\n\n" + smollm2.report(S))
+
+
 def sections(R: dict, table_md: str) -> dict:
     m = R["machine"]
-    out = {}
+    out = {"SMOLLM2": smollm2_section(R)}
+    if "serialise" not in R:  # a --only smollm2 results file
+        return out
     out["RESULTS"] = "\n".join([
         "## Results",
         "",
