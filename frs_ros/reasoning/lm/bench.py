@@ -128,7 +128,9 @@ def run(model: Any, runtimes: Sequence[str], *, threads: int = 2, prompt_tokens:
         del lm
     bw1 = perf.measure_memory_bandwidth()
     bps = max(bw0.read_bps, bw1.read_bps)
-    out["bandwidth_gbps"] = {"before": bw0.read_gbps, "after": bw1.read_gbps, "floor": bps / 1e9}
+    out["bandwidth_gbps"] = {"before": bw0.read_gbps, "after": bw1.read_gbps, "floor": bps / 1e9,
+                             "probes_before": {k: v / 1e9 for k, v in bw0.probes.items()},
+                             "probes_after": {k: v / 1e9 for k, v in bw1.probes.items()}}
     for row in out["rows"].values():
         row["floor_ms"] = 1e3 * perf.decode_floor_s(row["bytes_per_token"], bps)
         row["floor_fraction"] = perf.floor_fraction(row["decode_ms"] / 1e3, row["floor_ms"] / 1e3)
