@@ -165,7 +165,9 @@ def _cited(twin, answer, cited):
 @pytest.mark.parametrize("spec, targets, answer, chain, cited", PER_KIND)
 def test_oracle_per_kind_cites_the_deciding_fact_without_tools(spec, targets, answer, chain, cited):
     twin, frame = _scene()
-    ans, r, calls = _ask(spec, targets, (twin, frame))
+    # uses (affordances) go through the match() tool when tools are on (test below); without tools
+    # the chain names the use itself
+    ans, r, calls = _ask(spec, targets, (twin, frame), tools="affordance" not in spec)
     assert sorted(ans.target_ids) == answer and r.answer_ids == ans.target_ids
     # no tools: no calls run, none planned, nothing in the rollout but the reason and the answer
     assert not calls and not r.plans and not r.results
@@ -320,3 +322,32 @@ def test_engine_reports_unknown_track_id():
     twin, frame = _scene()
     ans = ReasonSegEngine({"backend": "oracle"}, reasoner=Fixed(), twin_serialiser=lambda t: "").answer("x", twin, frame)
     assert ans.status == "unknown_id" and "[99]" in ans.error and not ans.targets and not ans.mask.any()
+
+
+@pytest.mark.parametrize(
+    "spec, targets, answer, fits",
+    [
+        ({"kind": "affordance", "affordance": "holds hot drinks"}, [1, 2, 4], [11, 12, 14], "mug #11 #12 #14 fits"),
+        ({"kind": "multi", "affordance": "serves food"}, [3], [13], "plate #13 fits"),
+        ({"kind": "none", "affordance": "plays music", "mimics": "affordance"}, [], [], "nothing fits"),
+    ],
+)
+def test_oracle_uses_go_through_the_match_tool(spec, targets, answer, fits):
+    """With tools, a use is looked up with match() (real embedder) and the answer follows its results."""
+    from frs_ros.twin.tools import run_tool
+
+    twin, frame = _scene()
+    q = Query(text="q", kind=spec["kind"], target_ids=targets, spec=spec)
+    eng = ReasonSegEngine({"backend": "oracle"}, twin_serialiser=lambda t: "")
+    ans = eng.answer("q", twin, frame, sim_query=q, tool_executor=lambda c: run_tool(c, twin, frame))
+    r = parse_rollout(ans.reasoning)
+    assert r.reason == f"What {spec['affordance']}?" and r.answer_ids == answer
+    assert [c.render() for p in r.plans for c in p] == [f'match("{spec["affordance"]}")']
+    assert fits in r.results[0] and not _untrainable(ans), (r.results, ans.warnings)
+
+
+def test_oracle_flags_a_match_that_misses_the_targets():
+    twin, frame = _scene()
+    # the truth says the plate holds hot drinks; match() names the mugs: the chain must not be trained on
+    ans, r, calls = _ask({"kind": "affordance", "affordance": "holds hot drinks"}, [3], (twin, frame))
+    assert r.answer_ids == [13] and any("match('holds hot drinks') gives [11, 12, 14]" in w for w in _untrainable(ans))

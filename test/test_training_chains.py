@@ -123,7 +123,7 @@ def test_generate_chains_drops_chains_the_twin_text_cannot_justify(tmp_path):
     assert [r["query_index"] for r in recs] == [1] and recs[0]["n_tool_rounds"] == 0
 
 
-def test_oracle_chains_on_a_sim_image_use_no_tools_and_drop_only_flagged_ones(tmp_path):
+def test_oracle_chains_on_a_sim_image_call_match_for_uses_and_drop_only_flagged_ones(tmp_path):
     from frs_ros.reasoning.oracle import DO_NOT_TRAIN, OracleReasoner
     from frs_ros.training.chains import contexts_of_sample, run_teacher
 
@@ -138,8 +138,14 @@ def test_oracle_chains_on_a_sim_image_use_no_tools_and_drop_only_flagged_ones(tm
     recs = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
     assert stats.kept == len(recs) == sum(r and not f for r, f in zip(right, flagged)) > 0
     assert stats.rejected.get("twin_lacks_fact", 0) == sum(r and f for r, f in zip(right, flagged))
-    assert all(not o.rollout.plans and not o.tool_calls for o in outs)  # the oracle never calls tools
+    # the oracle calls one tool, match(), and only for uses (affordances)
+    for c, o in zip(ctxs, outs):
+        calls = [x.name for p in o.rollout.plans for x in p]
+        assert calls == (["match"] if "affordance" in c.query.spec else []), (c.query.spec, o.text)
     for r in recs:
-        # concise, tool-free chains whose answer ids are objects of the twin text
-        assert r["n_tool_rounds"] == 0 and "<plan>" not in r["rollout"] and len(r["reason"]) < 80, r
+        # concise chains whose answer ids are objects of the twin text; a match() chain answers with
+        # the objects its results name
+        assert r["n_tool_rounds"] == ("<plan>match(" in r["rollout"]) and len(r["reason"]) < 80, r
         assert all(f"#{i} " in r["twin_text"] for i in r["answer_ids"])
+        if r["n_tool_rounds"]:
+            assert all(f"#{i}" in r["rollout"].split("<results>")[1] for i in r["answer_ids"]), r["rollout"]

