@@ -280,8 +280,14 @@ def run_demo(out_dir: Path, seed: int = 0, n_frames: int = 20, rate_hz: float = 
                     png = out_dir / f"{i + 1:02d}_{q.kind}.png"
                     _write_png(png, rgb)
                     print(f"  overlay: {png}")
-                    item = graph.ground_truth.get(stamp_to_ns(msg.header.stamp))
-                    gt = item[1].union_mask(q.target_ids) if item is not None else None
+                    # the frame this answer was given on, by the stamp the camera published it with
+                    # (the shared StampStore keeps 64 frames: at 10 Hz a goal slower than ~6 s
+                    # outlives its frame's entry there)
+                    k = cam.frame_index_of(stamp_to_ns(msg.header.stamp))
+                    gt_frame = cam.sample.frames[k].gt if k is not None else None
+                    gt = gt_frame.union_mask(q.target_ids) if gt_frame is not None else None
+                    if gt is None:
+                        print("  IoU: not scored — the answer's frame is not one the simulated camera published")
                     if gt is not None and q.target_ids and not gt.any():
                         print("  IoU: not scored — the target is not visible in this frame (the answer is where it was last seen)")
                     elif gt is not None:

@@ -45,6 +45,11 @@ def test_palette_shading_robust():
     rgb = np.zeros((2, 2, 3), np.uint8)
     rgb[:] = (110, 18, 18)  # shaded red
     assert dominant_color(rgb, np.ones((2, 2), bool))[0] == "red"
+    # shaded white stays white (warm, b* > 0); shaded silver stays silver (cool, b* < 0)
+    for c, name in [((205, 205, 199), "white"), ((238, 238, 234), "white"), ((176, 178, 188), "silver"),
+                    ((120, 120, 124), "grey")]:
+        rgb[:] = c
+        assert dominant_color(rgb, np.ones((2, 2), bool))[0] == name, c
     disc = np.zeros((21, 21), bool)
     vv, uu = np.mgrid[:21, :21]
     disc[(uu - 10) ** 2 + (vv - 10) ** 2 <= 100] = True

@@ -15,6 +15,7 @@ and played frame by frame; at its end it loops (``loop``) or holds its last fram
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from typing import Any, Optional
 
 from rclpy.node import Node
@@ -25,6 +26,8 @@ from frs_ros.nodes import common, conversions as cv
 from frs_ros.nodes.params import SimCameraParams, declare_node_params
 from frs_ros.nodes.sim_wire import QueryBook, objects_to_json, pose_extras, queries_to_json
 from frs_ros.nodes.sync import StampStore
+
+FRAME_INDEX_CAPACITY = 100_000  # published stamps remembered by frame_index_of()
 
 
 class SimCameraNode(Node):
@@ -43,6 +46,10 @@ class SimCameraNode(Node):
         self.index = -1  # episode frame index last published
         self.published = 0
         self.last_stamp_ns = 0
+        # stamp [ns] -> episode frame index of every published frame (ints only: ~100 B an entry),
+        # so that an answer given many seconds later can still be scored against its frame's ground
+        # truth after the shared StampStore (64 frames) has moved on; bounded to ~2.8 h at 10 Hz
+        self._frame_of_stamp: "OrderedDict[int, int]" = OrderedDict()
         self._lock = threading.Lock()
         p = self.params
         qos = common.RELIABLE_QOS
@@ -92,6 +99,10 @@ class SimCameraNode(Node):
         if stamp_ns <= self.last_stamp_ns:  # strictly increasing stamps, even with a coarse clock
             stamp_ns = self.last_stamp_ns + 1
         self.last_stamp_ns = stamp_ns
+        with self._lock:
+            self._frame_of_stamp[stamp_ns] = k
+            if len(self._frame_of_stamp) > FRAME_INDEX_CAPACITY:
+                self._frame_of_stamp.popitem(last=False)
         header = cv.make_header(stamp_ns, p.frame_id)
         if self.ground_truth is not None and frame.gt is not None:
             # before the image: the twin may look it up at once; the camera pose (if the sim knows it)
@@ -107,6 +118,12 @@ class SimCameraNode(Node):
         self.published += 1
         self.health.extra["published"] = self.published
         return stamp_ns
+
+
+    def frame_index_of(self, stamp_ns: int) -> Optional[int]:
+        """The episode frame index published with ``stamp_ns`` [ns], or None if unknown/evicted."""
+        with self._lock:
+            return self._frame_of_stamp.get(int(stamp_ns))
 
 
 def main(args=None) -> int:

@@ -60,6 +60,11 @@ def _palette() -> tuple[list[str], np.ndarray]:
     for n, c in _NEUTRAL.items():
         names.append(n)
         rgbs.append(c)
+    # shaded white: the best-lit pixels of a white object in the sim sit at L* ~82 (p10 76), nearer
+    # silver's L* 78 than white's 94, but stay warm (b* +2) where silver is cool (b* -4); with this
+    # entry 'white' is named white, not silver (val: 35 of 53 white objects were called silver)
+    names.append("white")
+    rgbs.append(tuple(0.8 * v for v in _NEUTRAL["white"]))
     lab = cv2.cvtColor(np.asarray(rgbs, np.float32)[None] / 255.0, cv2.COLOR_RGB2LAB)[0]
     return names, lab
 
