@@ -167,7 +167,7 @@ def bench_tokenizer(train_scenes, vocab_size: int):
 # ------------------------------------------------------------------------------------------ stages
 def bench_ingest(repeats: int) -> dict:
     """rgb8 + 16UC1 640x480 messages -> Frame (the nodes' ROS-free image codec)."""
-    from frs_ros.nodes.image_codec import frame_from_msgs
+    from frs_ros.wire.image_codec import frame_from_msgs
 
     h, w = 480, 640
     rng = np.random.default_rng(0)

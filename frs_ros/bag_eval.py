@@ -51,7 +51,7 @@ def sim_annotations(sample: Any, stamps: list[int], track_frames: bool = True) -
     Each query is asked at its ``frame_index`` (-1 = last frame); with ``track_frames`` the GT of
     every later frame is added for J&F.
     """
-    from frs_ros.nodes.sim_wire import _jsonable
+    from frs_ros.wire.sim_wire import query_to_dict
 
     out = []
     n = len(sample.frames)
@@ -60,7 +60,7 @@ def sim_annotations(sample: Any, stamps: list[int], track_frames: bool = True) -
         k = min(k, n - 1)
         rec = {"id": f"q{i}", "query": q.text, "kind": q.kind, "stamp_ns": int(stamps[k]),
                "mask": rle_encode(sample.frames[k].gt.union_mask(q.target_ids)).to_json(),
-               "sim_query": _jsonable(q.__dict__)}
+               "sim_query": query_to_dict(q)}
         if track_frames and q.target_ids:
             rec["frames"] = {str(int(stamps[j])): rle_encode(sample.frames[j].gt.union_mask(q.target_ids)).to_json()
                              for j in range(k + 1, n)}
@@ -160,9 +160,8 @@ def evaluate_bag(bag: str | Path, annotations: list[dict], twin_config: Any, eng
     """Replay ``bag`` through the twin and answer ``annotations``; returns the report dict."""
     from frs_ros.data.bags import read_frames
     from frs_ros.metrics import GIoUCIoU, video_jf
-    from frs_ros.sim.types import Query
     from frs_ros.twin.tracker import Tracker
-    from frs_ros.nodes.sim_wire import _unjson
+    from frs_ros.wire.sim_wire import query_from_dict
 
     topics = topics or {}
     tracker = Tracker(twin_config)
@@ -182,7 +181,7 @@ def evaluate_bag(bag: str | Path, annotations: list[dict], twin_config: Any, eng
             observe(twin, frame)
         while pending and int(pending[0]["stamp_ns"]) <= frame.stamp_ns:
             q = pending.pop(0)
-            sim_query = Query(**_unjson(q["sim_query"])) if q.get("sim_query") else None
+            sim_query = query_from_dict(q["sim_query"]) if q.get("sim_query") else None
             gt = RLE.from_json(q["mask"]).decode()
             t0 = time.perf_counter()
             ans = engine.answer(q["query"], twin, frame, sim_query=sim_query)
@@ -242,7 +241,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from frs_ros.nodes.params import (DigitalTwinParams, ParamError, ReasonerParams, load_params_file,
+    from frs_ros.wire.params import (DigitalTwinParams, ParamError, ReasonerParams, load_params_file,
                                       resolve_model_path, resolve_values)
 
     opts = make_parser().parse_args(argv)

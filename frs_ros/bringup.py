@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from frs_ros.nodes.params import NODE_NAMES, NODE_PARAMS, ParamError, load_params_file, resolve_values, share_dir
+from frs_ros.wire.params import NODE_NAMES, NODE_PARAMS, ParamError, load_params_file, resolve_values, share_dir
 
 #: (node name == executable == module under frs_ros.nodes, class name, started when)
 BRINGUP_NODES = (
@@ -147,8 +147,8 @@ def build_graph(params_file: Optional[str] = None, *, arguments: Optional[dict[s
     from frs_ros.nodes.digital_twin_node import DigitalTwinNode
     from frs_ros.nodes.reasoner_node import ReasonerNode
     from frs_ros.nodes.sim_camera_node import SimCameraNode
-    from frs_ros.nodes.sim_wire import QueryBook
-    from frs_ros.nodes.sync import FrameBuffer, StampStore, TwinBuffer
+    from frs_ros.wire.sim_wire import QueryBook
+    from frs_ros.wire.sync import FrameBuffer, StampStore, TwinBuffer
 
     values = resolve_node_values(params_file, arguments, overrides)
     # All nodes share one interpreter here. The reasoner's token loop releases the GIL around every

@@ -270,7 +270,7 @@ def test_ingest_survives_malformed_messages(ros_context):
     from frs_ros.camera import CameraIntrinsics
     from frs_ros.nodes import conversions as cv
     from frs_ros.nodes.camera_ingest_node import CameraIngestNode
-    from frs_ros.nodes.sync import FrameBuffer
+    from frs_ros.wire.sync import FrameBuffer
 
     buf = FrameBuffer()
     node = CameraIngestNode(frame_buffer=buf, context=ros_context, parameter_overrides=[
@@ -336,7 +336,7 @@ def test_cross_process_handoff_over_topics(ros_context):
     from frs_ros.nodes.digital_twin_node import DigitalTwinNode
     from frs_ros.nodes.reasoner_node import ReasonerNode
     from frs_ros.nodes.sim_camera_node import SimCameraNode
-    from frs_ros.nodes.sync import StampStore
+    from frs_ros.wire.sync import StampStore
 
     ns = "xp"
     topics = [Parameter("color_topic", value="camera/color"), Parameter("depth_topic", value="camera/depth"),

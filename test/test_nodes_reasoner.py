@@ -141,7 +141,7 @@ class Rig:
         from rclpy.parameter import Parameter
 
         from frs_ros.nodes.reasoner_node import ReasonerNode
-        from frs_ros.nodes.sync import TwinBuffer
+        from frs_ros.wire.sync import TwinBuffer
         from frs_ros.reasoning.api import ReasonSegEngine
         from frs_ros.reasoning.config import ReasonerConfig
 
@@ -159,7 +159,7 @@ class Rig:
         self._feeder = None
 
     def put_twin(self):
-        from frs_ros.nodes.sync import TwinSnapshot
+        from frs_ros.wire.sync import TwinSnapshot
 
         self.buffer.put(TwinSnapshot(twin=_twin(time.time_ns()), frame=None, tracker=None))
 

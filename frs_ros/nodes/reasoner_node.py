@@ -39,14 +39,14 @@ from std_msgs.msg import Empty
 from visualization_msgs.msg import MarkerArray
 
 from frs_ros.nodes import common, conversions as cv
-from frs_ros.nodes.geometry import apply_transform
-from frs_ros.nodes.goals import (FeedbackThrottle, GoalArbiter, TrackingSession, answer_outcome, cancel_reason,
+from frs_ros.wire.geometry import apply_transform
+from frs_ros.wire.goals import (FeedbackThrottle, GoalArbiter, TrackingSession, answer_outcome, cancel_reason,
                                  check_goal_query, goal_budget_s, wait_for_twin)
 from frs_ros.nodes.inputs import FrameTopics, SimGroundTruthTopics
-from frs_ros.nodes.params import (ReasonerParams, declare_node_params, read_node_params, resolve_model_path,
-                                  share_dirs)
-from frs_ros.nodes.sim_wire import QueryBook
-from frs_ros.nodes.sync import StampStore, TwinBuffer, TwinSnapshot
+from frs_ros.nodes.params import declare_node_params, read_node_params
+from frs_ros.wire.params import ReasonerParams, resolve_model_path, share_dirs
+from frs_ros.wire.sim_wire import QueryBook
+from frs_ros.wire.sync import StampStore, TwinBuffer, TwinSnapshot
 
 try:  # real ROS installs only
     import tf2_ros  # type: ignore

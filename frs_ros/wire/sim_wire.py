@@ -71,12 +71,22 @@ def objects_from_json(text: str) -> tuple[int, dict[int, SimObject]]:
     return int(d["stamp_ns"]), objs
 
 
+def query_to_dict(query: Query) -> dict:
+    """A ``Query`` as a JSON-ready dict (arrays tagged with their dtype); ``query_from_dict`` reverses it."""
+    return _jsonable(query.__dict__)
+
+
+def query_from_dict(d: dict) -> Query:
+    """The ``Query`` of a ``query_to_dict`` dict (also as read back from JSON)."""
+    return Query(**_unjson(d))
+
+
 def queries_to_json(queries: Iterable[Query]) -> str:
-    return json.dumps([_jsonable(q.__dict__) for q in queries])
+    return json.dumps([query_to_dict(q) for q in queries])
 
 
 def queries_from_json(text: str) -> list[Query]:
-    return [Query(**_unjson(q)) for q in json.loads(text)]
+    return [query_from_dict(q) for q in json.loads(text)]
 
 
 class QueryBook:
