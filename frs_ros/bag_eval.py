@@ -179,12 +179,14 @@ def evaluate_bag(bag: str | Path, annotations: list[dict], twin_config: Any, eng
         observe = getattr(getattr(engine, "reasoner", None), "observe", None)
         if observe is not None:  # the oracle remembers which track is which sim object (as in the node)
             observe(twin, frame)
+        truth = getattr(getattr(engine, "reasoner", None), "truth", None)  # the oracle's ground-truth queries
         while pending and int(pending[0]["stamp_ns"]) <= frame.stamp_ns:
             q = pending.pop(0)
-            sim_query = query_from_dict(q["sim_query"]) if q.get("sim_query") else None
+            if truth is not None and q.get("sim_query"):
+                truth.update([query_from_dict(q["sim_query"])])
             gt = RLE.from_json(q["mask"]).decode()
             t0 = time.perf_counter()
-            ans = engine.answer(q["query"], twin, frame, sim_query=sim_query)
+            ans = engine.answer(q["query"], twin, frame)
             latency = time.perf_counter() - t0
             pred = ans.mask if ans.ok else np.zeros(twin.image_size, bool)
             if pred.shape != gt.shape:

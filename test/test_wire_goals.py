@@ -69,29 +69,6 @@ def test_apply_transform_rotation_and_translation():
     assert np.isnan(apply_transform(np.zeros(3), np.array([0, 0, 0, 1.0]), np.full(3, np.nan))).all()
 
 
-@pytest.mark.parametrize("status, cancel_set, timed_out, preempted, want", [
-    ("ok", False, False, False, "ok"),
-    ("ok", True, False, True, "ok"),  # finished before the stop took effect: keep the answer
-    ("cancelled", True, True, False, "timeout"),
-    ("cancelled", True, False, False, "cancelled"),
-    ("cancelled", True, False, True, "cancelled"),
-    ("parse_error", True, False, False, "cancelled"),
-    ("parse_error", False, False, False, "error"),
-    ("unknown_id", False, False, False, "error"),
-])
-def test_answer_outcome(status, cancel_set, timed_out, preempted, want):
-    from frs_ros.wire.goals import answer_outcome
-
-    got, why = answer_outcome(status, "detail", cancel_set=cancel_set, timed_out=timed_out, preempted=preempted, budget_s=3)
-    assert got == want
-    if want == "timeout":
-        assert "3 s" in why
-    if want == "cancelled":
-        assert ("preempted" in why) == preempted
-    if want == "error":
-        assert why == f"{status}: detail"
-
-
 def test_feedback_throttle():
     from frs_ros.wire.goals import FeedbackThrottle
 
