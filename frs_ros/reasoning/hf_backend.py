@@ -53,8 +53,12 @@ class Cancelled(Exception):
 
 
 def _torch():
-    import torch
-
+    try:
+        import torch
+    except ImportError as exc:  # the core install (`pip install -e .`, FRS_TORCH=0 venvs) has no torch
+        raise ImportError(f"the 'hf' reasoner needs torch and transformers ({exc}): `pip install -e .[lm]` "
+                          "(on a CPU machine install torch from https://download.pytorch.org/whl/cpu first, README), "
+                          "or use the 'oracle' reasoner on the simulator") from exc
     return torch
 
 
