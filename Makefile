@@ -62,7 +62,8 @@ launch-tools: setup
 
 test: build
 	@$(ENV) && source install/setup.sh && \
-	FRS_REQUIRE_ROS=1 python -m pytest $(TESTS) $(PYTEST_ARGS)
+	FRS_REQUIRE_ROS=1 FRS_REQUIRE_TORCH="$$(cat "$(VENV)/.frs_torch" 2>/dev/null || echo 1)" \
+	python -m pytest $(TESTS) $(PYTEST_ARGS)
 
 demo: build
 	@$(ENV) && source install/setup.sh && python -m frs_ros.demo $(DEMO_ARGS)

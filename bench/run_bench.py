@@ -141,7 +141,8 @@ def make_scenes(n: int, split: str, seed0: int, width: int = 640, height: int = 
         items = []
         for q in sample.queries:
             tools = (lambda c, tw=twin, fr=frame: run_tool(c, tw, fr))
-            a = engine.answer(q.text, twin, frame, sim_query=q, tool_executor=tools)
+            oracle.truth.update([q])
+            a = engine.answer(q.text, twin, frame, tool_executor=tools)
             if a.ok:
                 items.append(SimpleNamespace(query=q, oracle_text=a.reasoning, oracle_ids=a.target_ids, tools=tools))
         scenes.append(SimpleNamespace(sample=sample, frame=frame, twin=twin, items=items))
@@ -167,7 +168,7 @@ def bench_tokenizer(train_scenes, vocab_size: int):
 # ------------------------------------------------------------------------------------------ stages
 def bench_ingest(repeats: int) -> dict:
     """rgb8 + 16UC1 640x480 messages -> Frame (the nodes' ROS-free image codec)."""
-    from frs_ros.nodes.image_codec import frame_from_msgs
+    from frs_ros.wire.image_codec import frame_from_msgs
 
     h, w = 480, 640
     rng = np.random.default_rng(0)

@@ -1,9 +1,11 @@
 """frs_ros — reasoning segmentation for ROS 2 robots (FastReasonSeg).
 
 The package is split into a ROS-free core (``camera``, ``masks``, ``metrics``,
-``sim``, ``data``, ``twin``, ``reasoning``, ``training``) and a thin ROS layer
-(``nodes``, ``bringup``). Only ``frs_ros.nodes`` and ``frs_ros.bringup`` may
-import ``rclpy`` or message packages; ``test/test_core_no_ros.py`` enforces it.
+``sim``, ``data``, ``twin``, ``reasoning``, ``training``, ``bag_eval``; ``wire``: the ROS-free
+halves of the boundary — image codec, synchroniser, sim wire format, goal policy, parameter
+table) and a thin ROS layer (``nodes``, ``bringup``, ``demo``). Only the ROS layer may import
+``rclpy`` or message packages, and ``nodes`` holds nothing else; ``test/test_core_no_ros.py``
+enforces both. docs/layout.md says where each concern lives.
 """
 
 __version__ = "0.1.0"

@@ -51,7 +51,7 @@ def sim_annotations(sample: Any, stamps: list[int], track_frames: bool = True) -
     Each query is asked at its ``frame_index`` (-1 = last frame); with ``track_frames`` the GT of
     every later frame is added for J&F.
     """
-    from frs_ros.nodes.sim_wire import _jsonable
+    from frs_ros.wire.sim_wire import query_to_dict
 
     out = []
     n = len(sample.frames)
@@ -60,7 +60,7 @@ def sim_annotations(sample: Any, stamps: list[int], track_frames: bool = True) -
         k = min(k, n - 1)
         rec = {"id": f"q{i}", "query": q.text, "kind": q.kind, "stamp_ns": int(stamps[k]),
                "mask": rle_encode(sample.frames[k].gt.union_mask(q.target_ids)).to_json(),
-               "sim_query": _jsonable(q.__dict__)}
+               "sim_query": query_to_dict(q)}
         if track_frames and q.target_ids:
             rec["frames"] = {str(int(stamps[j])): rle_encode(sample.frames[j].gt.union_mask(q.target_ids)).to_json()
                              for j in range(k + 1, n)}
@@ -160,9 +160,8 @@ def evaluate_bag(bag: str | Path, annotations: list[dict], twin_config: Any, eng
     """Replay ``bag`` through the twin and answer ``annotations``; returns the report dict."""
     from frs_ros.data.bags import read_frames
     from frs_ros.metrics import GIoUCIoU, video_jf
-    from frs_ros.sim.types import Query
     from frs_ros.twin.tracker import Tracker
-    from frs_ros.nodes.sim_wire import _unjson
+    from frs_ros.wire.sim_wire import query_from_dict
 
     topics = topics or {}
     tracker = Tracker(twin_config)
@@ -180,12 +179,14 @@ def evaluate_bag(bag: str | Path, annotations: list[dict], twin_config: Any, eng
         observe = getattr(getattr(engine, "reasoner", None), "observe", None)
         if observe is not None:  # the oracle remembers which track is which sim object (as in the node)
             observe(twin, frame)
+        truth = getattr(getattr(engine, "reasoner", None), "truth", None)  # the oracle's ground-truth queries
         while pending and int(pending[0]["stamp_ns"]) <= frame.stamp_ns:
             q = pending.pop(0)
-            sim_query = Query(**_unjson(q["sim_query"])) if q.get("sim_query") else None
+            if truth is not None and q.get("sim_query"):
+                truth.update([query_from_dict(q["sim_query"])])
             gt = RLE.from_json(q["mask"]).decode()
             t0 = time.perf_counter()
-            ans = engine.answer(q["query"], twin, frame, sim_query=sim_query)
+            ans = engine.answer(q["query"], twin, frame)
             latency = time.perf_counter() - t0
             pred = ans.mask if ans.ok else np.zeros(twin.image_size, bool)
             if pred.shape != gt.shape:
@@ -242,7 +243,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from frs_ros.nodes.params import (DigitalTwinParams, ParamError, ReasonerParams, load_params_file,
+    from frs_ros.wire.params import (DigitalTwinParams, ParamError, ReasonerParams, load_params_file,
                                       resolve_model_path, resolve_values)
 
     opts = make_parser().parse_args(argv)

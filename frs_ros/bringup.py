@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from frs_ros.nodes.params import NODE_NAMES, NODE_PARAMS, ParamError, load_params_file, resolve_values, share_dir
+from frs_ros.wire.params import NODE_NAMES, NODE_PARAMS, ParamError, load_params_file, resolve_values, share_dir
 
 #: (node name == executable == module under frs_ros.nodes, class name, started when)
 BRINGUP_NODES = (
@@ -134,10 +134,12 @@ class Graph:
 def build_graph(params_file: Optional[str] = None, *, arguments: Optional[dict[str, str]] = None,
                 overrides: Optional[dict[str, dict[str, Any]]] = None, use_sim_camera: bool = True,
                 namespace: str = "", context: Any = None, engine: Any = None, num_threads: int = 8,
-                args: Optional[list] = None) -> Graph:
+                args: Optional[list] = None, query_book: Any = None) -> Graph:
     """Create the nodes of ``BRINGUP_NODES`` with shared hand-off objects (not yet spinning).
 
     engine: an already built ``ReasonSegEngine`` for the reasoner node (tests; else built from params).
+    query_book: the ``QueryBook`` the sim camera fills and the reasoner node shares (give the same one
+        to an oracle built for ``engine``: ``OracleReasoner(truth=query_book)``); default a new one.
     """
     import rclpy
     from rclpy.context import Context
@@ -147,8 +149,8 @@ def build_graph(params_file: Optional[str] = None, *, arguments: Optional[dict[s
     from frs_ros.nodes.digital_twin_node import DigitalTwinNode
     from frs_ros.nodes.reasoner_node import ReasonerNode
     from frs_ros.nodes.sim_camera_node import SimCameraNode
-    from frs_ros.nodes.sim_wire import QueryBook
-    from frs_ros.nodes.sync import FrameBuffer, StampStore, TwinBuffer
+    from frs_ros.sim.types import QueryBook
+    from frs_ros.wire.sync import FrameBuffer, StampStore, TwinBuffer
 
     values = resolve_node_values(params_file, arguments, overrides)
     # All nodes share one interpreter here. The reasoner's token loop releases the GIL around every
@@ -163,7 +165,8 @@ def build_graph(params_file: Optional[str] = None, *, arguments: Optional[dict[s
         context = Context()
         rclpy.init(args=args, context=context)
     frame_buffer, twin_buffer = FrameBuffer(), TwinBuffer()
-    ground_truth, query_book = StampStore(capacity=64), QueryBook()
+    ground_truth = StampStore(capacity=64)
+    query_book = query_book if query_book is not None else QueryBook()
     kw = dict(context=context, namespace=namespace)
     nodes: dict[str, Any] = {}
     try:

@@ -62,7 +62,7 @@ STUDENT = "models/smollm2_student"
 def default_reasoner(root: Optional[Path] = None) -> tuple[dict, str]:
     """``(reasoner_node overrides, description)``: the shipped student (SmolLM2-135M + its LoRA
     adapter, the ROS defaults) if its adapter is there, else the oracle."""
-    from frs_ros.nodes.params import resolve_model_path
+    from frs_ros.wire.params import resolve_model_path
 
     path = resolve_model_path(STUDENT)
     if os.path.isfile(os.path.join(path, "adapter_config.json")):

@@ -78,7 +78,7 @@ log "colcon build in $((SECONDS - t0)) s"
 source "$DIR/install/setup.sh"
 python -c "import sys, rclpy, frs_ros.msg, frs_ros.action; print('[jazzy] python', sys.version.split()[0], 'rclpy from', rclpy.__file__)"
 cd "$ROOT"
-FRS_REQUIRE_ROS=1 python -m pytest -p no:cacheprovider test/test_interfaces.py test/test_conversions.py test/test_sync.py \
-  test/test_ground_truth_wait.py test/test_digital_twin_node.py test/test_action_ros.py test/test_bringup.py \
+FRS_REQUIRE_ROS=1 python -m pytest -p no:cacheprovider test/test_interfaces.py test/test_conversions.py test/test_wire_sync.py \
+  test/test_wire_ground_truth_wait.py test/test_digital_twin_node.py test/test_action_ros.py test/test_bringup.py \
   test/test_nodes_integration.py "$@"
 log "done in $((SECONDS - start)) s"

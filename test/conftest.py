@@ -38,7 +38,27 @@ def _ros_unavailable_reason() -> str | None:
     return None
 
 
+#: why tests that need torch skip where it is not installed (a venv made with FRS_TORCH=0)
+TORCH_MISSING = ("needs torch, which this environment does not have (scripts/bootstrap.sh with FRS_TORCH=0, or "
+                 "`pip install -e .` without [lm]/[train]): the Jazzy/CPython 3.12 and core/CPython 3.10 CI legs, "
+                 "where PyPI's only torch is the CUDA build; install the CPU build (README) to run it")
+
+
+def torch_missing() -> bool:
+    """True when torch is not importable (checked without importing it: that takes seconds)."""
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is None
+
+
 def pytest_collection_modifyitems(config, items):
+    if torch_missing():
+        if os.environ.get("FRS_REQUIRE_TORCH") == "1":
+            raise pytest.UsageError("FRS_REQUIRE_TORCH=1 (set by `make test`) but torch is not importable: "
+                                    "rerun `make setup` without FRS_TORCH=0, or unset FRS_REQUIRE_TORCH")
+        for item in items:
+            if item.get_closest_marker("torch"):
+                item.add_marker(pytest.mark.skip(reason=TORCH_MISSING))
     ros_items = [item for item in items if item.get_closest_marker("ros")]
     if ros_items:
         reason = _ros_unavailable_reason()

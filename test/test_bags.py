@@ -69,7 +69,7 @@ def test_our_output_messages_roundtrip(tmp_path, storage):
     assert [g[0] for g in got] == ["/frs/targets", "/frs/target/mask"]
     back = got[0][3]
     assert back.query == "the mug" and back.targets[0].track_id == 3 and back.targets[0].centroid.point.z == 1.0
-    from frs_ros.nodes.image_codec import mask_from_msg
+    from frs_ros.wire.image_codec import mask_from_msg
 
     np.testing.assert_array_equal(mask_from_msg(back.targets[0].mask), mask > 0)
     with pytest.raises(bags.BagError, match="exists"):

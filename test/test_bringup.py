@@ -5,7 +5,7 @@ import os
 import pytest
 
 from frs_ros import bringup
-from frs_ros.nodes.params import ParamError
+from frs_ros.wire.params import ParamError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 YAML = os.path.join(ROOT, "config", "frs.yaml")

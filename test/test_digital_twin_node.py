@@ -77,7 +77,7 @@ class SimFeed:
         from std_msgs.msg import String
 
         from frs_ros.nodes import conversions as cv
-        from frs_ros.nodes.sim_wire import objects_to_json
+        from frs_ros.wire.sim_wire import objects_to_json
 
         pending: list[tuple[float, int, int]] = []  # (due, frame index, stamp) of ground truth still to send
         k = 0

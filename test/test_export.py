@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+from conftest import TORCH_MISSING  # noqa: E402
+
+torch = pytest.importorskip("torch", reason=TORCH_MISSING)
+transformers = pytest.importorskip("transformers", reason=TORCH_MISSING)
 
 from lm_models import tiny_llama, tiny_qwen3  # noqa: E402
 

@@ -7,7 +7,7 @@ import os
 import yaml
 
 from frs_ros import bringup
-from frs_ros.nodes.params import NODE_NAMES, NODE_PARAMS
+from frs_ros.wire.params import NODE_NAMES, NODE_PARAMS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH = os.path.join(ROOT, "launch", "bringup.launch.py")

@@ -158,7 +158,7 @@ class GraphProbe:
 
         from frs_ros.action import ReasonSeg
         from frs_ros.nodes import common
-        from frs_ros.nodes.sim_wire import queries_from_json
+        from frs_ros.wire.sim_wire import queries_from_json
 
         self.prefix = f"/{ns}" if ns else ""
         self.nodes = nodes

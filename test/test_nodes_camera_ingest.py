@@ -35,7 +35,7 @@ def camera(ros_context, unique_name):
     from frs_ros.camera import CameraIntrinsics
     from frs_ros.nodes import common, conversions as cv
     from frs_ros.nodes.camera_ingest_node import CameraIngestNode
-    from frs_ros.nodes.sync import FrameBuffer
+    from frs_ros.wire.sync import FrameBuffer
 
     topic = f"/{unique_name}"
     buf = FrameBuffer()

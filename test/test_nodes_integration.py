@@ -31,17 +31,17 @@ class SlowOracle:
     """The oracle, streaming its rollout one "token" per ``delay_s`` and stopping between tokens
     when cancelled — something long-running to cancel/preempt, deterministically."""
 
-    def __init__(self, config):
+    def __init__(self, config, truth):
         from frs_ros.reasoning.oracle import OracleReasoner
 
-        self.inner = OracleReasoner(config)
+        self.inner = OracleReasoner(config, truth=truth)
         self.delay_s = 0.0
         self.tokens = 80  # 8 s at 0.1 s per token: far longer than any cancel takes
 
     def observe(self, twin, frame):
         self.inner.observe(twin, frame)
 
-    def reason(self, query, twin, twin_text, frame, tools, *, max_targets=0, cancel=None, on_feedback=None, sim_query=None):
+    def reason(self, query, twin, twin_text, frame, tools, *, max_targets=0, cancel=None, on_feedback=None):
         from frs_ros.reasoning.base import Feedback, ReasonerOutput
 
         if self.delay_s > 0:
@@ -53,7 +53,7 @@ class SlowOracle:
                     on_feedback(Feedback("reasoning", "<reason>" + "." * i, i))
                 time.sleep(self.delay_s)
         return self.inner.reason(query, twin, twin_text, frame, tools, max_targets=max_targets, cancel=cancel,
-                                 on_feedback=on_feedback, sim_query=sim_query)
+                                 on_feedback=on_feedback)
 
 
 class Client:
@@ -112,15 +112,17 @@ def graph():
     from frs_ros.bringup import build_graph
     from frs_ros.reasoning.api import ReasonSegEngine
     from frs_ros.reasoning.config import ReasonerConfig
+    from frs_ros.sim.types import QueryBook
 
     from conftest import ROS_DOMAIN_ID
 
     ctx = Context()
     rclpy.init(context=ctx, domain_id=ROS_DOMAIN_ID, signal_handler_options=SignalHandlerOptions.NO)
     cfg = ReasonerConfig(backend="oracle")
-    slow = SlowOracle(cfg)
+    book = QueryBook()  # filled by the sim camera, read by the oracle (its ground truth)
+    slow = SlowOracle(cfg, truth=book)
     g = build_graph(overrides={"sim_camera_node": SIM, "reasoner_node": {"reasoner.backend": "oracle", "tracking_lost_s": 30.0}},
-                    context=ctx, engine=ReasonSegEngine(cfg, reasoner=slow)).start()
+                    context=ctx, engine=ReasonSegEngine(cfg, reasoner=slow), query_book=book).start()
     g.extra["slow"] = slow
     cam = g.nodes["sim_camera_node"]
     _wait(lambda: cam.index == N_FRAMES - 1 and g.nodes["digital_twin_node"].twins >= N_FRAMES, 30.0,
@@ -270,7 +272,7 @@ def test_ingest_survives_malformed_messages(ros_context):
     from frs_ros.camera import CameraIntrinsics
     from frs_ros.nodes import conversions as cv
     from frs_ros.nodes.camera_ingest_node import CameraIngestNode
-    from frs_ros.nodes.sync import FrameBuffer
+    from frs_ros.wire.sync import FrameBuffer
 
     buf = FrameBuffer()
     node = CameraIngestNode(frame_buffer=buf, context=ros_context, parameter_overrides=[
@@ -336,7 +338,7 @@ def test_cross_process_handoff_over_topics(ros_context):
     from frs_ros.nodes.digital_twin_node import DigitalTwinNode
     from frs_ros.nodes.reasoner_node import ReasonerNode
     from frs_ros.nodes.sim_camera_node import SimCameraNode
-    from frs_ros.nodes.sync import StampStore
+    from frs_ros.wire.sync import StampStore
 
     ns = "xp"
     topics = [Parameter("color_topic", value="camera/color"), Parameter("depth_topic", value="camera/depth"),

@@ -7,11 +7,12 @@ import pytest
 
 from frs_ros.camera import CameraIntrinsics, Frame
 from frs_ros.masks import rle_encode
-from frs_ros.reasoning.api import ReasonSegEngine
+from frs_ros.reasoning.api import ReasonSegEngine, build_reasoner
+from frs_ros.reasoning.config import ReasonerConfig
 from frs_ros.reasoning.oracle import DO_NOT_TRAIN, OracleReasoner, map_tracks_to_sim
 from frs_ros.reasoning.rollout import parse_rollout
 from frs_ros.reasoning.types import ToolCall
-from frs_ros.sim.types import Query, SceneGroundTruth, SimObject
+from frs_ros.sim.types import Query, QueryBook, SceneGroundTruth, SimObject
 from frs_ros.twin.serialize import twin_to_text
 from frs_ros.twin.types import DepthStats, DigitalTwin, TwinObject
 
@@ -80,7 +81,8 @@ def _ask(spec, targets, scene=None, text="q", tools=True, max_targets=0):
     q = Query(text=text, kind=kind, target_ids=targets, spec=spec)
     ex = Tools()
     eng = ReasonSegEngine({"backend": "oracle", "use_tools": tools}, twin_serialiser=lambda t: "")
-    ans = eng.answer(text, twin, frame, sim_query=q, tool_executor=ex, max_targets=max_targets)
+    eng.reasoner.truth.update([q])
+    ans = eng.answer(text, twin, frame, tool_executor=ex, max_targets=max_targets)
     assert ans.ok, ans.error
     r = parse_rollout(ans.reasoning)
     return ans, r, ex.calls
@@ -222,17 +224,17 @@ def test_oracle_temporal_without_the_twin_flag_is_not_trained_on(event, targets)
 def test_oracle_disappeared_needs_observed_identity():
     twin0, frame0 = _scene()
     twin1, frame1 = _scene(lost=(2,))
-    oracle = OracleReasoner()
-    eng = ReasonSegEngine({"backend": "oracle"}, reasoner=oracle, twin_serialiser=lambda t: "")
     q = Query(text="the object that disappeared", kind="temporal", target_ids=[2], spec={"kind": "temporal", "event": "disappeared"})
+    oracle = OracleReasoner(truth=QueryBook([q]))
+    eng = ReasonSegEngine({"backend": "oracle"}, reasoner=oracle, twin_serialiser=lambda t: "")
     oracle.observe(twin0, frame0)  # the episode so far: #12 was sim object 2
     ex = Tools()
-    ans = eng.answer(q.text, twin1, frame1, sim_query=q, tool_executor=ex)
+    ans = eng.answer(q.text, twin1, frame1, tool_executor=ex)
     assert ans.ok and ans.target_ids == [12] and ans.reasoning == "<reason>lost mug #12.</reason><answer>12</answer>"
     assert not ex.calls and not _untrainable(ans) and "lost mug #12" in _facts(twin1) and "lost=1.0s" in _line(twin1, 12)
     # without the episode memory the oracle cannot tell which lost track was sim object 2
-    ans = ReasonSegEngine({"backend": "oracle"}, twin_serialiser=lambda t: "").answer(
-        q.text, twin1, frame1, sim_query=q, tool_executor=Tools())
+    ans = ReasonSegEngine({"backend": "oracle"}, reasoner=OracleReasoner(truth=QueryBook([q])),
+                          twin_serialiser=lambda t: "").answer(q.text, twin1, frame1, tool_executor=Tools())
     assert ans.target_ids == [] and _untrainable(ans)
 
 
@@ -295,11 +297,24 @@ def test_oracle_needs_ground_truth():
     twin, frame = _scene()
     eng = ReasonSegEngine({"backend": "oracle"}, twin_serialiser=lambda t: "")
     ans = eng.answer("the mug", twin, frame)
-    assert ans.status == "error" and "sim_query" in ans.error and not ans.targets
+    assert ans.status == "error" and "truth" in ans.error and not ans.targets
     ev = threading.Event()
     ev.set()
     q = Query(text="x", kind="attribute", target_ids=[1], spec={"kind": "attribute", "category": "mug"})
-    assert eng.answer("x", twin, frame, sim_query=q, cancel=ev).status == "cancelled"
+    eng.reasoner.truth.update([q])
+    assert eng.answer("x", twin, frame, cancel=ev).status == "cancelled"
+
+
+def test_oracle_truth_comes_with_its_construction():
+    """The node shares one QueryBook with the oracle: a query published later is answered by text."""
+    twin, frame = _scene()
+    book = QueryBook()
+    eng = ReasonSegEngine({"backend": "oracle"}, reasoner=build_reasoner(ReasonerConfig(backend="oracle"), truth=book),
+                          twin_serialiser=lambda t: "")
+    assert eng.answer("the Mug ", twin, frame).status == "error"
+    book.update([Query(text="the mug", kind="attribute", target_ids=[1], spec={"kind": "attribute", "category": "mug"})])
+    ans = eng.answer("the Mug ", twin, frame)  # case and surrounding blanks do not matter
+    assert ans.ok and ans.target_ids == [11]
 
 
 def test_oracle_target_missing_from_twin_answers_none_with_warning():

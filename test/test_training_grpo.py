@@ -3,19 +3,21 @@ with rollouts from the reasoner's HF runtime (tool pauses live)."""
 
 import numpy as np
 import pytest
-import torch
+from conftest import TORCH_MISSING
 
-from frs_ros.reasoning.base import ReasonerOutput
-from frs_ros.reasoning.rollout import parse_rollout
-from frs_ros.sim.types import Query
-from frs_ros.training.chains import QueryContext
-from frs_ros.training.config import GRPOConfig, NanoModelConfig
-from frs_ros.training.grpo import EngineSampler, collate_samples, grpo_loss, tokenize_sample, train_grpo, RolloutSample
-from frs_ros.training.model import build_nano_student, read_training_state
-from frs_ros.training.rewards import LexicalJudge, RewardBreakdown
-from frs_ros.training.tokenizer import fit_tokenizer
-from frs_ros.twin import Tracker, TwinConfig, twin_to_text
-from frs_ros.twin.synthetic import Shape2D, make_frame
+torch = pytest.importorskip("torch", reason=TORCH_MISSING)
+
+from frs_ros.reasoning.base import ReasonerOutput  # noqa: E402
+from frs_ros.reasoning.rollout import parse_rollout  # noqa: E402
+from frs_ros.sim.types import Query  # noqa: E402
+from frs_ros.training.chains import QueryContext  # noqa: E402
+from frs_ros.training.config import GRPOConfig, NanoModelConfig  # noqa: E402
+from frs_ros.training.grpo import EngineSampler, collate_samples, grpo_loss, tokenize_sample, train_grpo, RolloutSample  # noqa: E402
+from frs_ros.training.model import build_nano_student, read_training_state  # noqa: E402
+from frs_ros.training.rewards import LexicalJudge, RewardBreakdown  # noqa: E402
+from frs_ros.training.tokenizer import fit_tokenizer  # noqa: E402
+from frs_ros.twin import Tracker, TwinConfig, twin_to_text  # noqa: E402
+from frs_ros.twin.synthetic import Shape2D, make_frame  # noqa: E402
 
 TINY = NanoModelConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                        num_key_value_heads=2, max_position_embeddings=1024)

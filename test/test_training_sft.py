@@ -2,14 +2,18 @@
 
 import json
 
-import torch
-from safetensors.torch import load_file
+import pytest
+from conftest import TORCH_MISSING
 
-from frs_ros.reasoning.prompt import encode_prompt
-from frs_ros.training.config import NanoModelConfig, SFTConfig
-from frs_ros.training.model import build_nano_student, read_training_state
-from frs_ros.training.sft import IGNORE_INDEX, encode_example, lr_factor, masked_token_loss, prompt_of, split_rollout, train_sft
-from frs_ros.training.tokenizer import fit_tokenizer
+torch = pytest.importorskip("torch", reason=TORCH_MISSING)
+
+from safetensors.torch import load_file  # noqa: E402
+
+from frs_ros.reasoning.prompt import encode_prompt  # noqa: E402
+from frs_ros.training.config import NanoModelConfig, SFTConfig  # noqa: E402
+from frs_ros.training.model import build_nano_student, read_training_state  # noqa: E402
+from frs_ros.training.sft import IGNORE_INDEX, encode_example, lr_factor, masked_token_loss, prompt_of, split_rollout, train_sft  # noqa: E402
+from frs_ros.training.tokenizer import fit_tokenizer  # noqa: E402
 
 TWIN = "twin t=0.00s img=320x240 depth=sensor objects=2\n#1 mug x=0.31 y=0.62 z=0.84\n#2 bowl x=0.12 y=0.80 z=0.75"
 RECORDS = [

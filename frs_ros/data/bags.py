@@ -11,7 +11,7 @@
   same decoding and synchroniser as the camera ingest node).
 - ``write_sim_bag``: a simulated episode as a camera bag (the test and example input).
 
-No ROS imports: the images are decoded by ``frs_ros.nodes.image_codec`` (duck-typed).
+No ROS imports: the images are decoded by ``frs_ros.wire.image_codec`` (duck-typed).
 """
 
 from __future__ import annotations
@@ -152,8 +152,8 @@ def read_frames(path: str | Path, color_topic: Optional[str] = None, depth_topic
     Topics default to ``/frs/frame/*`` when the bag has them (the ingest node's synchronised
     output), else the RealSense-style camera topics. Undecodable sets are skipped.
     """
-    from frs_ros.nodes.image_codec import ImageConversionError, frame_from_msgs, stamp_to_ns
-    from frs_ros.nodes.sync import ApproximateTimeSync
+    from frs_ros.wire.image_codec import ImageConversionError, frame_from_msgs, stamp_to_ns
+    from frs_ros.wire.sync import ApproximateTimeSync
 
     have = bag_topics(path)
     base = FRAME_TOPICS if FRAME_TOPICS["color"] in have else DEFAULT_TOPICS
@@ -173,8 +173,8 @@ def read_frames(path: str | Path, color_topic: Optional[str] = None, depth_topic
     with_gt = all(t in have for t in SIM_TOPICS.values())
     gt = None
     if with_gt:
-        from frs_ros.nodes.image_codec import instance_ids_from_msg
-        from frs_ros.nodes.sim_wire import GroundTruthAssembler
+        from frs_ros.wire.image_codec import instance_ids_from_msg
+        from frs_ros.wire.sim_wire import GroundTruthAssembler
 
         gt, assembled = GroundTruthAssembler(capacity=64), {}
     topics = list(keys.values()) + (list(SIM_TOPICS.values()) if with_gt else [])
@@ -258,7 +258,7 @@ def write_sim_bag(path: str | Path, frames: list[Frame], storage: str = "mcap", 
     ground_truth: also write ``/frs/sim/instance_ids`` + ``/frs/sim/objects`` (as the sim camera
     publishes them), so the ``sim`` twin backend can replay the bag.
     """
-    from frs_ros.nodes.sim_wire import objects_to_json
+    from frs_ros.wire.sim_wire import objects_to_json
 
     String = typestore().types["std_msgs/msg/String"]
     topics = dict(DEFAULT_TOPICS, **(topics or {}))

@@ -2,7 +2,7 @@
 
 Subscribes ``color_topic``, ``depth_topic`` (optional: '' for a colour-only camera) and
 ``camera_info_topic`` with the configured QoS (sensor-data by default), synchronises them by
-stamp (the tested ``frs_ros.nodes.sync.ApproximateTimeSync``, latest frame wins; or, with
+stamp (the tested ``frs_ros.wire.sync.ApproximateTimeSync``, latest frame wins; or, with
 ``use_message_filters=True`` where it imports, ``message_filters.ApproximateTimeSynchronizer``,
 without the bad-set and clock-jump handling below), converts encodings
 (``conversions.frame_from_msgs``) and hands the newest ``Frame`` on:
@@ -28,8 +28,9 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
 from frs_ros.nodes import common, conversions as cv
-from frs_ros.nodes.params import CameraIngestParams, declare_node_params
-from frs_ros.nodes.sync import ApproximateTimeSync, ClockJump, FrameBuffer
+from frs_ros.nodes.params import declare_node_params
+from frs_ros.wire.params import CameraIngestParams
+from frs_ros.wire.sync import ApproximateTimeSync, ClockJump, FrameBuffer
 
 try:  # real ROS installs
     import message_filters  # type: ignore
@@ -69,7 +70,7 @@ class CameraIngestNode(Node):
         use_mf = bool(use_message_filters) and HAVE_MESSAGE_FILTERS
         topics = [("color", Image, p.color_topic)] + ([("depth", Image, p.depth_topic)] if self._has_depth else []) + \
                  [("info", CameraInfo, p.camera_info_topic)]
-        self.sync_impl = "message_filters" if use_mf else "frs_ros.nodes.sync"
+        self.sync_impl = "message_filters" if use_mf else "frs_ros.wire.sync"
         if use_mf:
             self._mf_subs = [message_filters.Subscriber(self, t, name, qos_profile=qos, callback_group=group)
                              for _, t, name in topics]

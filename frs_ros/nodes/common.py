@@ -20,7 +20,7 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
                        qos_profile_sensor_data)
 from std_msgs.msg import String
 
-from frs_ros.nodes.sync import ThrottledReporter
+from frs_ros.wire.sync import ThrottledReporter
 
 # ---- topic names (relative: they follow the node namespace; see docs/ros.md)
 FRAME_COLOR = "frs/frame/color"

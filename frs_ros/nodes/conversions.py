@@ -32,7 +32,7 @@ from frs_ros.camera import CameraIntrinsics, Frame
 from frs_ros.masks import RLE, rle_decode
 from frs_ros.twin.types import DepthStats, DigitalTwin, TwinObject
 
-from frs_ros.nodes.image_codec import (  # noqa: F401 - re-exported: the readers live in the ROS-free codec
+from frs_ros.wire.image_codec import (  # noqa: F401 - re-exported: the readers live in the ROS-free codec
     _BRIDGE, _ENCODINGS, COLOR_ENCODINGS, DEPTH_ENCODINGS, ImageConversionError, color_from_msg, depth_from_msg,
     frame_from_msgs, image_to_array, instance_ids_from_msg, intrinsics_from_camera_info, mask_from_msg,
     overlay_rgb, stamp_to_ns,

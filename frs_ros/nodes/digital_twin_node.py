@@ -35,11 +35,12 @@ from sensor_msgs.msg import Image
 from visualization_msgs.msg import MarkerArray
 
 from frs_ros.nodes import common, conversions as cv
-from frs_ros.nodes.ground_truth_wait import GroundTruthWait
-from frs_ros.nodes.params import DigitalTwinParams, declare_node_params, read_node_params
-from frs_ros.nodes.geometry import transform_matrix
+from frs_ros.wire.ground_truth_wait import GroundTruthWait
+from frs_ros.nodes.params import declare_node_params, read_node_params
+from frs_ros.wire.params import DigitalTwinParams
+from frs_ros.wire.geometry import transform_matrix
 from frs_ros.nodes.inputs import FrameTopics, SimGroundTruthTopics
-from frs_ros.nodes.sync import FrameBuffer, StampStore, TwinBuffer, TwinSnapshot
+from frs_ros.wire.sync import FrameBuffer, StampStore, TwinBuffer, TwinSnapshot
 
 #: how long a frame may wait for its simulator ground truth before it is dropped [s]; over topics it can
 #: trail the frame by more than 0.3 s at start-up or under load (see ``GroundTruthWait``)

@@ -15,8 +15,9 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 
 from frs_ros.nodes import common, conversions as cv
-from frs_ros.nodes.sim_wire import GroundTruthAssembler, QueryBook, queries_from_json
-from frs_ros.nodes.sync import ApproximateTimeSync, StampStore
+from frs_ros.sim.types import QueryBook
+from frs_ros.wire.sim_wire import GroundTruthAssembler, queries_from_json
+from frs_ros.wire.sync import ApproximateTimeSync, StampStore
 
 
 class FrameTopics:

@@ -39,14 +39,14 @@ from std_msgs.msg import Empty
 from visualization_msgs.msg import MarkerArray
 
 from frs_ros.nodes import common, conversions as cv
-from frs_ros.nodes.geometry import apply_transform
-from frs_ros.nodes.goals import (FeedbackThrottle, GoalArbiter, TrackingSession, answer_outcome, cancel_reason,
-                                 check_goal_query, goal_budget_s, wait_for_twin)
+from frs_ros.wire.geometry import apply_transform
+from frs_ros.reasoning.outcome import Outcome, action_outcome, cancel_reason
+from frs_ros.wire.goals import FeedbackThrottle, GoalArbiter, TrackingSession, check_goal_query, goal_budget_s, wait_for_twin
 from frs_ros.nodes.inputs import FrameTopics, SimGroundTruthTopics
-from frs_ros.nodes.params import (ReasonerParams, declare_node_params, read_node_params, resolve_model_path,
-                                  share_dirs)
-from frs_ros.nodes.sim_wire import QueryBook
-from frs_ros.nodes.sync import StampStore, TwinBuffer, TwinSnapshot
+from frs_ros.nodes.params import declare_node_params, read_node_params
+from frs_ros.wire.params import ReasonerParams, resolve_model_path, share_dirs
+from frs_ros.sim.types import QueryBook
+from frs_ros.wire.sync import StampStore, TwinBuffer, TwinSnapshot
 
 try:  # real ROS installs only
     import tf2_ros  # type: ignore
@@ -148,7 +148,7 @@ class ReasonerNode(LifecycleNode):
             try:
                 from dataclasses import replace
 
-                from frs_ros.reasoning.api import ReasonSegEngine
+                from frs_ros.reasoning.api import ReasonSegEngine, build_reasoner
 
                 model = resolve_model_path(p.reasoner.model)
                 adapter = resolve_model_path(p.reasoner.adapter)
@@ -156,7 +156,8 @@ class ReasonerNode(LifecycleNode):
                     if p.reasoner.backend == "hf" and path.startswith(("models/", "./", "../", "/")) and not os.path.isdir(path):
                         raise FileNotFoundError(f"there is no {what} directory '{given}' (looked in the working "
                                                 f"directory and in {share_dirs()})")
-                self.engine = ReasonSegEngine(replace(p.reasoner, model=model, adapter=adapter))
+                config = replace(p.reasoner, model=model, adapter=adapter)
+                self.engine = ReasonSegEngine(config, reasoner=build_reasoner(config, truth=self.query_book))
             except Exception as exc:  # noqa: BLE001 - ReasonerLoadError and friends
                 self.health.set_state(
                     "error", f"the reasoner could not load (backend={p.reasoner.backend}, model={p.reasoner.model}): {exc}. "
@@ -264,7 +265,7 @@ class ReasonerNode(LifecycleNode):
             return self._execute(goal_handle)
         except Exception as exc:  # noqa: BLE001 - the callback boundary: the goal ends 'error'
             self.health.problem(f"goal:{type(exc).__name__}", f"a ReasonSeg goal failed: {exc}", level="error")
-            res = self._action_type.Result(status="error", error=f"internal error: {type(exc).__name__}: {exc}")
+            res = self._action_type.Result(status=Outcome.ERROR.value, error=f"internal error: {type(exc).__name__}: {exc}")
             try:
                 goal_handle.abort()
             except Exception:  # noqa: BLE001 - already terminal
@@ -281,11 +282,11 @@ class ReasonerNode(LifecycleNode):
         Result, Feedback = self._action_type.Result, self._action_type.Feedback
         stages: list[tuple[str, float]] = []
 
-        def finish(status: str, error: str = "", answer=None):
-            if status == "ok" and (goal_handle.is_cancel_requested or self.arbiter.cancel_requested(gid)):
+        def finish(status: Outcome, error: str = "", answer=None):
+            if status is Outcome.OK and (goal_handle.is_cancel_requested or self.arbiter.cancel_requested(gid)):
                 # the client cancelled before the goal ended: honour it (CANCELED), even with an answer
-                status, error = "cancelled", cancel_reason(False)
-            res = Result(status=status, error=error)
+                status, error = Outcome.CANCELLED, cancel_reason(False)
+            res = Result(status=status.value, error=error)
             if answer is not None:
                 res.reasoning = answer.reasoning
                 res.prompt_tokens = int(answer.prompt_tokens)
@@ -297,15 +298,15 @@ class ReasonerNode(LifecycleNode):
             res.stage_names = [s for s, _ in stages]
             res.stage_latencies_s = [float(v) for _, v in stages]
             res.total_latency_s = float(time.monotonic() - t0)
-            self.goals[status] = self.goals.get(status, 0) + 1
+            self.goals[status.value] = self.goals.get(status.value, 0) + 1
             self.health.extra["goals"] = dict(self.goals)
-            if status == "ok":
+            if status is Outcome.OK:
                 goal_handle.succeed()
-            elif status == "cancelled" and self._client_cancelled(goal_handle, gid):
+            elif status is Outcome.CANCELLED and self._client_cancelled(goal_handle, gid):
                 goal_handle.canceled()
             else:
                 goal_handle.abort()
-            if status not in ("ok",):
+            if status is not Outcome.OK:
                 self.get_logger().info(f"goal {gid[:8]} '{goal.query[:60]}': {status} — {error}")
             return res
 
@@ -313,7 +314,7 @@ class ReasonerNode(LifecycleNode):
             query = check_goal_query(goal.query, p.reasoner.max_query_chars)
             budget, note = goal_budget_s(goal.timeout_s, p.default_timeout_s)
         except ValueError as exc:  # InvalidQueryError, InvalidGoalError
-            return finish("rejected", str(exc))
+            return finish(Outcome.REJECTED, str(exc))
         if note:
             self.get_logger().info(f"goal {gid[:8]}: {note}")
         engine = self.engine
@@ -321,12 +322,12 @@ class ReasonerNode(LifecycleNode):
             why = self.health.error if self.health.state == "error" else (
                 f"{self.get_fully_qualified_name()} is {self.health.state}, not active: "
                 f"`ros2 lifecycle set {self.get_fully_qualified_name()} activate` (configure first if unconfigured)")
-            return finish("error", why)
+            return finish(Outcome.ERROR, why)
         if goal_handle.is_cancel_requested or self.arbiter.cancel_requested(gid):
-            return finish("cancelled", cancel_reason(False))  # cancelled at acceptance: never ran
+            return finish(Outcome.CANCELLED, cancel_reason(False))  # cancelled at acceptance: never ran
         active, why = self.arbiter.admit(gid)
         if active is None:
-            return finish("rejected", why) if why else finish("cancelled", cancel_reason(False))
+            return finish(Outcome.REJECTED, why) if why else finish(Outcome.CANCELLED, cancel_reason(False))
         self.stop_tracking(f"replaced by goal {gid[:8]}")
         try:
             deadline = t0 + budget
@@ -347,8 +348,8 @@ class ReasonerNode(LifecycleNode):
                 on_stale=lambda age: send_feedback(Feedback.STAGE_WAITING_FOR_TWIN, "waiting_for_fresh_twin", "", 0))
             stages.append(("wait_twin", time.monotonic() - t_wait))
             if active.cancel.is_set() or goal_handle.is_cancel_requested:
-                return finish("cancelled", cancel_reason(active.preempted))
-            if waited.status != "ok":
+                return finish(Outcome.CANCELLED, cancel_reason(active.preempted))
+            if waited.status is not Outcome.OK:
                 return finish(waited.status, waited.error)
             snap = waited.snapshot
 
@@ -369,20 +370,19 @@ class ReasonerNode(LifecycleNode):
                 tools = lambda call: run_tool(call, tracker, frame)  # noqa: E731
             try:
                 answer = engine.answer(query, snap.twin, snap.frame, max_targets=int(goal.max_targets),
-                                       cancel=active.cancel, on_feedback=on_feedback,
-                                       sim_query=self.query_book.get(query), tool_executor=tools)
+                                       cancel=active.cancel, on_feedback=on_feedback, tool_executor=tools)
             finally:
                 timer.cancel()
-            status, error = answer_outcome(answer.status, answer.error, cancel_set=active.cancel.is_set(),
+            status, error = action_outcome(answer.status, answer.error, cancel_set=active.cancel.is_set(),
                                            timed_out=timed_out.is_set(), preempted=active.preempted, budget_s=budget)
-            if status != "ok":
+            if status is not Outcome.OK:
                 return finish(status, error, answer)
             if goal_handle.is_cancel_requested or self.arbiter.cancel_requested(gid):
-                return finish("cancelled", cancel_reason(False), answer)  # answered, but the client no longer wants it
+                return finish(Outcome.CANCELLED, cancel_reason(False), answer)  # answered, but the client no longer wants it
             send_feedback(Feedback.STAGE_ANSWERING, "answering", answer.reasoning, answer.generated_tokens)
             target_msgs = self.publish_targets(answer.targets, snap, query, gid)
-            res = finish("ok", "", answer)  # may still turn 'cancelled' (a cancel while publishing)
-            if res.status != "ok":
+            res = finish(Outcome.OK, "", answer)  # may still turn 'cancelled' (a cancel while publishing)
+            if res.status != Outcome.OK:
                 return res
             res.targets = target_msgs
             if goal.keep_tracking and p.allow_tracking and answer.targets:

@@ -23,9 +23,11 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 
 from frs_ros.nodes import common, conversions as cv
-from frs_ros.nodes.params import SimCameraParams, declare_node_params
-from frs_ros.nodes.sim_wire import QueryBook, objects_to_json, pose_extras, queries_to_json
-from frs_ros.nodes.sync import StampStore
+from frs_ros.nodes.params import declare_node_params
+from frs_ros.wire.params import SimCameraParams
+from frs_ros.sim.types import QueryBook
+from frs_ros.wire.sim_wire import objects_to_json, pose_extras, queries_to_json
+from frs_ros.wire.sync import StampStore
 
 FRAME_INDEX_CAPACITY = 100_000  # published stamps remembered by frame_index_of()
 

@@ -19,6 +19,7 @@ from frs_ros.camera import Frame
 from frs_ros.masks import rle_decode
 from frs_ros.reasoning.base import FeedbackCallback, Reasoner, ReasonerOutput, ToolExecutor
 from frs_ros.reasoning.config import InvalidQueryError, ReasonerConfig
+from frs_ros.reasoning.outcome import Outcome
 from frs_ros.reasoning.rollout import UnknownTrackIdError, check_answer_ids
 from frs_ros.reasoning.types import Answer, Target, ToolCall
 from frs_ros.twin.types import DigitalTwin
@@ -27,10 +28,13 @@ from frs_ros.twin.types import DigitalTwin
 STAGE_ORDER = ("serialise", "prefill", "decode", "tools", "resume", "masks")
 
 
-def build_reasoner(config: ReasonerConfig) -> Reasoner:
+def build_reasoner(config: ReasonerConfig, *, truth: Any = None) -> Reasoner:
     """Factory: the backend named by ``config.backend`` ('hf' loads the model now and runs it on
     ``config.runtime``, see :func:`frs_ros.reasoning.lm.build_lm`; a lean runtime keeps its own
-    copy of the weights, so the loaded HF model is freed when this returns)."""
+    copy of the weights, so the loaded HF model is freed when this returns).
+
+    truth: the oracle's ground truth (a ``frs_ros.sim.types.QueryBook``); other backends ignore it.
+    """
     if config.backend == "hf":
         from frs_ros.reasoning.hf_backend import HFReasoner
 
@@ -38,7 +42,7 @@ def build_reasoner(config: ReasonerConfig) -> Reasoner:
     if config.backend == "oracle":
         from frs_ros.reasoning.oracle import OracleReasoner
 
-        return OracleReasoner(config)
+        return OracleReasoner(config, truth=truth)
     raise ValueError(f"unknown reasoner backend {config.backend!r}")
 
 
@@ -126,7 +130,6 @@ class ReasonSegEngine:
         max_targets: int = 0,
         cancel: Optional[threading.Event] = None,
         on_feedback: Optional[FeedbackCallback] = None,
-        sim_query: Any = None,
         tool_executor: Optional[ToolExecutor] = None,
     ) -> Answer:
         """Answer ``query`` about ``twin`` (and the ``frame`` it was built from).
@@ -134,7 +137,6 @@ class ReasonSegEngine:
         max_targets: keep at most this many targets (0 = no limit).
         cancel: set it from another thread to stop between tokens (status 'cancelled').
         on_feedback: streaming callback (stage, rollout so far, generated tokens).
-        sim_query: the simulator's ``Query`` (ground truth; only the oracle backend reads it).
         tool_executor: runs ``<plan>`` calls; default ``run_tool`` on this twin and frame.
         Raises :class:`InvalidQueryError` for a bad query and ``ValueError`` for a frame that
         does not belong to the twin; every other failure comes back as ``Answer.status``.
@@ -147,7 +149,7 @@ class ReasonSegEngine:
         t_start = time.perf_counter()
         empty = np.zeros(twin.image_size, dtype=bool)
         if not self._acquire(cancel):
-            return Answer(query=query, targets=[], mask=empty, reasoning="", status="cancelled",
+            return Answer(query=query, targets=[], mask=empty, reasoning="", status=Outcome.CANCELLED,
                           error="the query was cancelled while waiting for the reasoner", timings_s={"total": time.perf_counter() - t_start})
         try:
             t = time.perf_counter()
@@ -159,7 +161,7 @@ class ReasonSegEngine:
                 tools = tool_executor if tool_executor is not None else _try_default_tools(twin, frame)
             out: ReasonerOutput = self.reasoner.reason(
                 query, twin, twin_text, frame, tools,
-                max_targets=max_targets, cancel=cancel, on_feedback=on_feedback, sim_query=sim_query,
+                max_targets=max_targets, cancel=cancel, on_feedback=on_feedback,
             )
         finally:
             self._lock.release()
@@ -170,7 +172,7 @@ class ReasonSegEngine:
             prompt_tokens=out.prompt_tokens, generated_tokens=out.generated_tokens, cached_tokens=out.cached_tokens,
             status=out.status, error=out.error, warnings=list(out.warnings),
         )
-        if out.status == "ok" and out.rollout is not None:
+        if out.status is Outcome.OK and out.rollout is not None:
             t = time.perf_counter()
             try:
                 ids = list(out.rollout.answer_ids)
@@ -181,7 +183,7 @@ class ReasonSegEngine:
                 for tg in ans.targets:
                     ans.mask |= tg.mask
             except UnknownTrackIdError as e:
-                ans.status, ans.error, ans.targets = "unknown_id", str(e), []
+                ans.status, ans.error, ans.targets = Outcome.UNKNOWN_ID, str(e), []
             timings["masks"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t_start
         ans.timings_s = timings

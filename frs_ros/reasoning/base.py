@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 from frs_ros.camera import Frame
 from frs_ros.reasoning.types import Rollout, ToolCall
 from frs_ros.twin.types import DigitalTwin
+from frs_ros.reasoning.outcome import Outcome
 
 #: Feedback stages, in the order of ``ReasonSeg.action`` (STAGE_* constants 0..3).
 STAGES = ("waiting_for_twin", "reasoning", "running_tool", "answering")
@@ -39,7 +40,8 @@ FeedbackCallback = Callable[[Feedback], None]
 class ReasonerOutput:
     """What a backend returns: the rollout and its costs.
 
-    status: 'ok' | 'cancelled' | 'parse_error' | 'max_tokens' | 'tool_error' | 'error';
+    status: :class:`~frs_ros.reasoning.outcome.Outcome` ('ok' | 'cancelled' | 'parse_error' | 'max_tokens' |
+        'error'; a plain string is converted);
     rollout: parsed when status is 'ok' (``None`` otherwise); text: raw rollout text.
     prompt_tokens: tokens of the prompt; cached_tokens: of those, served from a reused KV cache;
     generated_tokens: tokens chosen by the model (forced grammar tokens and tool results excluded;
@@ -54,7 +56,7 @@ class ReasonerOutput:
 
     text: str
     rollout: Optional[Rollout] = None
-    status: str = "ok"
+    status: Outcome = Outcome.OK
     error: str = ""
     prompt_tokens: int = 0
     cached_tokens: int = 0
@@ -65,6 +67,9 @@ class ReasonerOutput:
     tool_calls: list[ToolCall] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     timings_s: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.status = Outcome(self.status)
 
 
 class Reasoner(Protocol):
@@ -77,7 +82,8 @@ class Reasoner(Protocol):
     twin_text: the twin serialised for the LLM (the engine serialises once and times it).
     tools: executes ``<plan>`` calls (``None``: no tools; the backend must answer without).
     cancel: checked between tokens; when set the backend returns status 'cancelled'.
-    sim_query: the simulator's query with ground truth (only the oracle may use it).
+    Nothing here is backend-specific: a backend's own inputs (the oracle's ground truth) come
+    with its construction.
     """
 
     runtime: str
@@ -94,5 +100,4 @@ class Reasoner(Protocol):
         max_targets: int = 0,
         cancel: Optional[threading.Event] = None,
         on_feedback: Optional[FeedbackCallback] = None,
-        sim_query: Any = None,
     ) -> ReasonerOutput: ...

@@ -63,7 +63,8 @@ def oracle_benchmark(n_images: int = 200, n_episodes: int = 20, split: str = "va
         for q in sample.queries:
             f = q.frame_index if q.frame_index >= 0 else len(sample.frames) - 1
             twin, frame = twins[f], sample.frames[f]
-            ans = engine.answer(q.text, twin, frame, sim_query=q,
+            oracle.truth.update([q])
+            ans = engine.answer(q.text, twin, frame,
                                 tool_executor=lambda c, tw=twin, fr=frame: run_tool(c, tw, fr))
             if not ans.ok:
                 failures.append(f"{kind} {seed} {q.kind}: {ans.status} {ans.error}")

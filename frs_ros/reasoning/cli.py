@@ -125,7 +125,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def _run(a) -> int:
-    from frs_ros.reasoning.api import ReasonSegEngine
+    from frs_ros.reasoning.api import ReasonSegEngine, build_reasoner
+    from frs_ros.sim.types import QueryBook
     from frs_ros.reasoning.config import InvalidQueryError, ReasonerConfig, ReasonerLoadError
 
     if (a.sim_seed is None) == (a.image is None):
@@ -180,7 +181,9 @@ def _run(a) -> int:
     if a.adapter:
         cfg["adapter"] = a.adapter
     try:
-        engine = ReasonSegEngine(ReasonerConfig.from_dict(cfg))
+        config = ReasonerConfig.from_dict(cfg)
+        truth = QueryBook([sim_query] if sim_query is not None else [])
+        engine = ReasonSegEngine(config, reasoner=build_reasoner(config, truth=truth))
     except ReasonerLoadError as e:
         raise CliError(str(e)) from e
     if backend == "oracle":
@@ -189,7 +192,7 @@ def _run(a) -> int:
     from frs_ros.twin.tools import run_tool
 
     try:
-        ans = engine.answer(query, twin, frame, max_targets=a.max_targets, sim_query=sim_query,
+        ans = engine.answer(query, twin, frame, max_targets=a.max_targets,
                             tool_executor=lambda c: run_tool(c, tracker if a.sim_seed is None else twin, frame))
     except InvalidQueryError as e:
         raise CliError(str(e)) from e

@@ -32,6 +32,7 @@ from frs_ros.camera import Frame
 from frs_ros.reasoning import rollout as grammar
 from frs_ros.reasoning.base import Feedback, FeedbackCallback, ReasonerOutput, ToolExecutor
 from frs_ros.reasoning.config import ReasonerConfig, ReasonerLoadError
+from frs_ros.reasoning.outcome import Outcome
 from frs_ros.reasoning.prompt import build_prompt, encode_prompt, estimate_difficulty, reasoning_budget
 from frs_ros.reasoning.rollout import RolloutParseError
 from frs_ros.reasoning.types import ToolCall
@@ -52,8 +53,12 @@ class Cancelled(Exception):
 
 
 def _torch():
-    import torch
-
+    try:
+        import torch
+    except ImportError as exc:  # the core install (`pip install -e .`, FRS_TORCH=0 venvs) has no torch
+        raise ImportError(f"the 'hf' reasoner needs torch and transformers ({exc}): `pip install -e .[lm]` "
+                          "(on a CPU machine install torch from https://download.pytorch.org/whl/cpu first, README), "
+                          "or use the 'oracle' reasoner on the simulator") from exc
     return torch
 
 
@@ -286,7 +291,6 @@ class HFReasoner:
         max_targets: int = 0,
         cancel: Optional[threading.Event] = None,
         on_feedback: Optional[FeedbackCallback] = None,
-        sim_query: Any = None,
     ) -> ReasonerOutput:
         cfg = self.config
         run = _Run(self, cancel, on_feedback)
@@ -305,11 +309,11 @@ class HFReasoner:
             # A budget as large as max_new_tokens could only ever end in 'max_tokens': keep room to answer.
             budget = min(budget, max(1, cfg.max_new_tokens - ANSWER_RESERVE_TOKENS))
             run.generate_rollout(twin, tools, budget, max_targets)
-            out.status = "ok"
+            out.status = Outcome.OK
         except Cancelled:
-            out.status, out.error = "cancelled", "the query was cancelled before the answer was complete"
+            out.status, out.error = Outcome.CANCELLED, "the query was cancelled before the answer was complete"
         except _Stop as e:
-            out.status, out.error = e.status, str(e)
+            out.status, out.error = Outcome(e.status), str(e)
         out.timings_s.setdefault("prefill", time.perf_counter() - t0)
         out.timings_s["decode"] = run.t_decode
         out.timings_s["tools"] = run.t_tools
@@ -321,16 +325,16 @@ class HFReasoner:
         out.processed_tokens = self.processed_tokens - processed0
         out.kv_tokens = cache_length(run.cache)
         out.warnings = run.warnings
-        if out.status == "ok":
+        if out.status is Outcome.OK:
             try:
                 out.rollout = grammar.parse_rollout(run.text)
             except RolloutParseError as e:
-                out.status, out.error = "parse_error", f"the model wrote a malformed rollout: {e}"
+                out.status, out.error = Outcome.PARSE_ERROR, f"the model wrote a malformed rollout: {e}"
         return out
 
 
 class _Stop(Exception):
-    def __init__(self, status: str, message: str) -> None:
+    def __init__(self, status: Outcome, message: str) -> None:
         super().__init__(message)
         self.status = status
 
@@ -392,7 +396,7 @@ class _Run:
             is replaced by the forced rest of the tag.
         """
         if self.n_generated >= self.r.config.max_new_tokens and allowed is None:
-            raise _Stop("max_tokens", f"the rollout exceeded max_new_tokens={self.r.config.max_new_tokens}")
+            raise _Stop(Outcome.MAX_TOKENS, f"the rollout exceeded max_new_tokens={self.r.config.max_new_tokens}")
         t = time.perf_counter()
         tok = self.r._pick(self.logits, allowed, self.prompt_ids + self.ids)
         if close is not None:
@@ -446,7 +450,7 @@ class _Run:
             body = self._body_since(open_tag)
             m = grammar._TAG_RE.search(body)
             if m is not None and m.group(0) != close_tag:
-                raise _Stop("parse_error", f"the model wrote {m.group(0)} inside {open_tag}: expected {close_tag}")
+                raise _Stop(Outcome.PARSE_ERROR, f"the model wrote {m.group(0)} inside {open_tag}: expected {close_tag}")
             if n >= budget:
                 self.force(close_tag)
                 break
@@ -498,7 +502,7 @@ class _Run:
         while not grammar.answer_complete(self._body_since(grammar.ANSWER_OPEN)):
             allowed = self.r.allowed_answer_tokens(self._body_since(grammar.ANSWER_OPEN), ids, max_targets)
             if not allowed:
-                raise _Stop("error", "no vocabulary token can continue the answer (tokenizer lacks digits or tags)")
+                raise _Stop(Outcome.ERROR, "no vocabulary token can continue the answer (tokenizer lacks digits or tags)")
             self.step(allowed)
 
 

@@ -31,7 +31,9 @@ from frs_ros.masks import rle_decode
 from frs_ros.reasoning import rollout as grammar
 from frs_ros.reasoning.base import Feedback, FeedbackCallback, ReasonerOutput, ToolExecutor
 from frs_ros.reasoning.config import ReasonerConfig
+from frs_ros.reasoning.outcome import Outcome
 from frs_ros.reasoning.types import Rollout, ToolCall
+from frs_ros.sim.types import QueryBook
 from frs_ros.twin.serialize import object_line, plural, twin_facts
 from frs_ros.twin.types import DigitalTwin, TwinObject
 
@@ -79,10 +81,16 @@ class OracleReasoner:
     ``observe(twin, frame)`` may be called for every frame of an episode: it remembers which
     sim instance each track is, so tracks that are lost at query time (a disappeared object)
     can still be answered.
+
+    truth: the simulator's queries with their ground truth (:class:`~frs_ros.sim.types.QueryBook`,
+        text -> ``Query``), given here and not with each query, so the ``Reasoner`` protocol carries
+        nothing oracle-only. The reasoner node shares its book (filled from ``/frs/sim/queries`` or
+        the in-process sim camera); offline tools ``truth.update([query])`` before they ask.
     """
 
-    def __init__(self, config: Optional[ReasonerConfig] = None) -> None:
+    def __init__(self, config: Optional[ReasonerConfig] = None, *, truth: Optional[QueryBook] = None) -> None:
         self.config = config or ReasonerConfig(backend="oracle")
+        self.truth = truth if truth is not None else QueryBook()
         self._known: dict[int, int] = {}
         self._lock = threading.Lock()
 
@@ -108,17 +116,18 @@ class OracleReasoner:
         max_targets: int = 0,
         cancel: Optional[threading.Event] = None,
         on_feedback: Optional[FeedbackCallback] = None,
-        sim_query: Any = None,
     ) -> ReasonerOutput:
         t0 = time.perf_counter()
+        sim_query = self.truth.get(query)
         if sim_query is None or frame is None or getattr(frame, "gt", None) is None:
             return ReasonerOutput(
-                text="", status="error",
-                error="the oracle reasoner needs the simulator's query (sim_query=...) and a frame with ground "
-                      "truth (frame.gt); use backend 'hf' for real scenes",
+                text="", status=Outcome.ERROR,
+                error="the oracle reasoner needs the simulator's query in its truth book (OracleReasoner(truth=...); "
+                      "the sim camera publishes them on /frs/sim/queries) and a frame with ground truth (frame.gt); "
+                      "use backend 'hf' for real scenes",
             )
         if cancel is not None and cancel.is_set():
-            return ReasonerOutput(text="", status="cancelled", error="the query was cancelled before it started")
+            return ReasonerOutput(text="", status=Outcome.CANCELLED, error="the query was cancelled before it started")
         self.observe(twin, frame)
         with self._lock:
             sim_of = {tid: sid for tid, sid in self._known.items() if tid in set(twin.ids())}
@@ -150,7 +159,7 @@ class OracleReasoner:
             on_feedback(Feedback("answering", rollout.text, 0))
         total = time.perf_counter() - t0
         return ReasonerOutput(
-            text=rollout.text, rollout=rollout, status="ok", tool_calls=[c for p in plans for c in p],
+            text=rollout.text, rollout=rollout, status=Outcome.OK, tool_calls=[c for p in plans for c in p],
             timings_s={"decode": total - t_tools, "tools": t_tools}, warnings=warnings,
         )
 

@@ -9,6 +9,7 @@ from typing import Optional
 import numpy as np
 
 from frs_ros.twin.types import DepthStats
+from frs_ros.reasoning.outcome import Outcome
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,9 @@ class Target:
 class Answer:
     """Result of ``answer(query, twin, frame)``.
 
-    status: 'ok', or a short error code ('cancelled', 'parse_error', 'timeout', ...) with
-        ``error`` saying what went wrong in a sentence a user can act on.
+    status: :class:`~frs_ros.reasoning.outcome.Outcome` (a ``str`` enum; a plain string is
+        converted): ``ok``, or ``cancelled`` / ``parse_error`` / ``max_tokens`` / ``unknown_id`` /
+        ``error`` with ``error`` saying what went wrong in a sentence a user can act on.
     mask: union of target masks ``(H, W)`` bool (all False when the answer is "none").
     timings_s: per-stage wall time [s], e.g. {'serialise':..,'prefill':..,'decode':..,'tools':..}.
     warnings: recoveries and caveats of the backend (a malformed plan dropped, an oracle target
@@ -78,13 +80,16 @@ class Answer:
     generated_tokens: int = 0
     cached_tokens: int = 0
     timings_s: dict = field(default_factory=dict)
-    status: str = "ok"
+    status: Outcome = Outcome.OK
     error: str = ""
     warnings: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.status = Outcome(self.status)
+
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status is Outcome.OK
 
     @property
     def target_ids(self) -> list[int]:

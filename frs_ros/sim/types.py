@@ -6,8 +6,9 @@ moves, is occluded, or leaves and comes back). Id 0 is background.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterable, Optional
 
 import numpy as np
 
@@ -94,3 +95,31 @@ QUERY_KINDS = (
     "multi",
     "none",
 )
+
+
+class QueryBook:
+    """Thread-safe ``query text -> sim Query`` map: the oracle reasoner's ground truth (given at its
+    construction), so it answers goals that carry only text. Lookup ignores case and surrounding
+    whitespace; a later query with the same text replaces an earlier one."""
+
+    def __init__(self, queries: Iterable[Query] = ()) -> None:
+        self._lock = threading.Lock()
+        self._by_text: dict[str, Query] = {}
+        self.update(queries)
+
+    @staticmethod
+    def _key(text: str) -> str:
+        return " ".join(str(text).split()).lower()
+
+    def update(self, queries: Iterable[Query]) -> None:
+        with self._lock:
+            for q in queries:
+                self._by_text[self._key(q.text)] = q
+
+    def get(self, text: str) -> Optional[Query]:
+        with self._lock:
+            return self._by_text.get(self._key(text))
+
+    def all(self) -> list[Query]:
+        with self._lock:
+            return list(self._by_text.values())

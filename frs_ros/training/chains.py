@@ -307,16 +307,18 @@ def run_teacher(reasoner: Any, ctx: QueryContext, tools: bool = True) -> Any:
     """One rollout on a context (the ``Reasoner.reason`` protocol, tools live).
 
     A reasoner with ``observe``/``reset`` (the oracle) first sees every frame of the context's
-    history, as it would live, so it can name tracks that are lost at query time.
+    history, as it would live, so it can name tracks that are lost at query time; one with a
+    ``truth`` book (the oracle) is given the context's query with its ground truth.
     """
     if ctx.history and hasattr(reasoner, "observe"):
         if hasattr(reasoner, "reset"):
             reasoner.reset()
         for twin, frame in ctx.history:
             reasoner.observe(twin, frame)
-    return reasoner.reason(
-        ctx.query.text, ctx.twin, ctx.twin_text, ctx.frame, ctx.tool_executor(tools), sim_query=ctx.query
-    )
+    truth = getattr(reasoner, "truth", None)
+    if truth is not None:
+        truth.update([ctx.query])
+    return reasoner.reason(ctx.query.text, ctx.twin, ctx.twin_text, ctx.frame, ctx.tool_executor(tools))
 
 
 def generate_chains(

@@ -163,11 +163,14 @@ def _hard_first(records: list[dict], fraction: float, seed: int) -> list[dict]:
 
 
 def cmd_eval(cfg: EvalConfig) -> dict:
-    import torch
-
     from frs_ros.training.evaluate import evaluate, markdown_table
 
-    torch.set_num_threads(cfg.num_threads)
+    try:
+        import torch
+    except ImportError:  # `pip install -e .` without [lm]: the oracle needs no torch (an 'hf' system says what to install)
+        torch = None
+    if torch is not None:
+        torch.set_num_threads(cfg.num_threads)
     result = evaluate(cfg, log=_log)
     _log(markdown_table(result))
     return result

@@ -80,7 +80,7 @@ def score_output(scores: SystemScores, ctx: Any, output: Any, latency_s: float) 
     from frs_ros.masks import mask_iou
 
     scores.total += 1
-    scores.statuses[output.status] += 1
+    scores.statuses[str(output.status)] += 1
     scores.latency_s.append(latency_s)
     scores.gen_tokens.append(int(getattr(output, "generated_tokens", 0)))
     ok = output.status == "ok" and output.rollout is not None
@@ -141,8 +141,9 @@ def evaluate(
                 out = run_teacher(reasoner, ctx, tools=tools)
             except Exception as e:  # noqa: BLE001 - a crash is a failed query for this system, counted
                 from frs_ros.reasoning.base import ReasonerOutput
+                from frs_ros.reasoning.outcome import Outcome
 
-                out = ReasonerOutput(text="", status="error", error=f"{type(e).__name__}: {e}")
+                out = ReasonerOutput(text="", status=Outcome.ERROR, error=f"{type(e).__name__}: {e}")
             score_output(scores[name], ctx, out, time.perf_counter() - t)
         if log and n % 100 == 0:
             log(f"eval: {n} queries, {time.time() - t0:.0f} s")

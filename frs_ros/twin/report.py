@@ -1,6 +1,7 @@
 """Measure the twin on simulator episodes: track-id consistency, depth-stat exactness, text size.
 
     python -m frs_ros.twin.report --episodes 10 --frames 30
+    python -m frs_ros.twin.report --jf --episodes 10 --frames 30   # per-track mask J/F by propagator
 
 Evaluation code: it reads ``frame.gt`` to *score* the twin, never to build it (the twin is
 built by whichever backends the config names).
@@ -95,6 +96,96 @@ def episode_metrics(frames, config: Optional[TwinConfig] = None) -> tuple[dict, 
     }, twins
 
 
+def track_jf(frames, twins: list[DigitalTwin], min_area_px: int = 30) -> dict:
+    """J and F of the twin's per-track masks against the simulator's instance masks.
+
+    Each track is given the sim id under most of its visible mask pixels over the episode; each
+    sim id takes the one track with the most such pixels. Then for every (frame, sim object) with
+    at least ``min_area_px`` visible GT pixels: J = IoU and F = boundary F (DAVIS, ``frs_ros.metrics``)
+    of that track's mask in that frame (empty when the track is not visible or does not exist
+    yet: a missed object scores 0). Returns means over those pairs and their count.
+    """
+    from frs_ros.metrics import f_boundary, j_region
+
+    overlap: dict[tuple[int, int], int] = {}  # (track, sim) -> pixels
+    decoded = []
+    for f, twin in zip(frames, twins):
+        masks = {o.track_id: o.mask.decode() for o in twin.objects if o.visible}
+        decoded.append(masks)
+        imap = f.gt.instance_map
+        for tid, m in masks.items():
+            ids, counts = np.unique(imap[m], return_counts=True)
+            for i, c in zip(ids.tolist(), counts.tolist()):
+                if i > 0:
+                    overlap[(tid, i)] = overlap.get((tid, i), 0) + c
+    best_sim: dict[int, tuple[int, int]] = {}
+    for (tid, sid), c in overlap.items():
+        if c > best_sim.get(tid, (0, 0))[1]:
+            best_sim[tid] = (sid, c)
+    track_of: dict[int, tuple[int, int]] = {}
+    for tid, (sid, c) in best_sim.items():
+        if c > track_of.get(sid, (0, 0))[1]:
+            track_of[sid] = (tid, c)
+    js, fs = [], []
+    for f, masks in zip(frames, decoded):
+        imap = f.gt.instance_map
+        ids, counts = np.unique(imap[imap > 0], return_counts=True)
+        for sid, c in zip(ids.tolist(), counts.tolist()):
+            if c < min_area_px:
+                continue
+            g = imap == sid
+            tid = track_of.get(sid, (None, 0))[0]
+            p = masks.get(tid) if tid is not None else None
+            if p is None:
+                p = np.zeros_like(g)
+            js.append(j_region(p, g))
+            fs.append(f_boundary(p, g))
+    return {"J": float(np.mean(js)) if js else math.nan, "F": float(np.mean(fs)) if fs else math.nan, "pairs": len(js)}
+
+
+def propagation_rows(fps: float, latencies_s: tuple[float, ...]) -> list[tuple[str, dict, int]]:
+    """The compared configurations: (name, TwinConfig overrides, keyframe delay [frames], 0 = inline)."""
+    rows = [("(a) sim segmentation every frame", dict(propagator="segmenter", keyframe_interval=1), 0)]
+    for n in (5, 10, 30):
+        rows.append((f"(b) sim keyframes every {n}, flow between", dict(propagator="flow", keyframe_interval=n), 0))
+    for n in (5, 10, 30):
+        rows.append((f"(c) sim keyframes every {n}, hold last mask", dict(propagator="hold", keyframe_interval=n), 0))
+    for lat in latencies_s:
+        d = max(1, int(math.ceil(lat * fps)))
+        rows.append((f"(d) keyframes every 10, landing {lat:g} s late ({d} frames), flow", dict(
+            propagator="flow", keyframe_interval=10, keyframes="background"), d))
+    return rows
+
+
+def run_jf(episodes: int, n_frames: int, split: str, width: int, height: int, latencies_s: tuple[float, ...]) -> list[dict]:
+    """Every ``propagation_rows`` configuration on the same sim episodes; one dict per row
+    (J, F in [0, 1], pairs, median per-frame ``Tracker.update`` wall time [ms])."""
+    from frs_ros.sim import SimConfig, generate_episode
+    from frs_ros.twin.keyframes import DelayedKeyframes
+
+    sim_cfg = SimConfig(width=width, height=height)
+    samples = [generate_episode(10_000 + s, split=split, n_frames=n_frames, config=sim_cfg) for s in range(episodes)]
+    out = []
+    for name, over, delay in propagation_rows(sim_cfg.fps, latencies_s):
+        js, fs, pairs, ms = [], [], 0, []
+        for sample in samples:
+            cfg = TwinConfig(**over)
+            tracker = Tracker(cfg, keyframe_runner=(lambda work, d=delay: DelayedKeyframes(work, d)) if delay else None)
+            twins = []
+            for f in sample.frames:
+                t0 = time.perf_counter()
+                twins.append(tracker.update(f))
+                ms.append(1e3 * (time.perf_counter() - t0))
+            tracker.close()
+            r = track_jf(sample.frames, twins, cfg.min_mask_area_px)
+            js.append(r["J"] * r["pairs"])
+            fs.append(r["F"] * r["pairs"])
+            pairs += r["pairs"]
+        out.append({"config": name, "J": sum(js) / max(1, pairs), "F": sum(fs) / max(1, pairs), "pairs": pairs,
+                    "update_ms_p50": float(np.median(ms))})
+    return out
+
+
 def describe_accuracy(frames, twin: DigitalTwin) -> float:
     """Fraction of visible objects whose describe() colour equals the sim's colour word."""
     from frs_ros.reasoning.types import ToolCall
@@ -126,7 +217,23 @@ def main(argv=None) -> int:
     ap.add_argument("--height", type=int, default=240)
     ap.add_argument("--label-noise", type=float, default=0.0)
     ap.add_argument("--no-ego", action="store_true", help="assume a static camera (ablation)")
+    ap.add_argument("--jf", action="store_true",
+                    help="J/F of per-track masks vs sim instance masks: every-frame segmentation, keyframes + flow, "
+                         "keyframes + held masks, late keyframes (a markdown table)")
+    ap.add_argument("--latencies", default="0.1,0.33,0.67",
+                    help="--jf: keyframe latencies to simulate [s], comma-separated (rounded up to frames)")
     args = ap.parse_args(argv)
+    if args.jf:
+        lats = tuple(float(x) for x in args.latencies.split(",") if x.strip())
+        t0 = time.time()
+        rows = run_jf(args.episodes, args.frames, args.split, args.width, args.height, lats)
+        print(f"| configuration | J | F | J&F | (frame, object) pairs | update p50 [ms] |\n| --- | --- | --- | --- | --- | --- |")
+        for r in rows:
+            print(f"| {r['config']} | {100 * r['J']:.1f} | {100 * r['F']:.1f} | {50 * (r['J'] + r['F']):.1f} | "
+                  f"{r['pairs']} | {r['update_ms_p50']:.1f} |")
+        print(f"({args.episodes} {args.split} episodes x {args.frames} frames, {args.width}x{args.height}; "
+              f"{time.time() - t0:.0f} s)")
+        return 0
     cfg = TwinConfig(label_noise=args.label_noise, ego_motion=not args.no_ego)
     rows, all_twins, colour = [], [], []
     t0 = time.time()

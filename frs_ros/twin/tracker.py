@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import math
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -29,6 +30,7 @@ from frs_ros.twin.backends import TwinBackends, build_twin_backends
 from frs_ros.twin.config import TwinConfig
 from frs_ros.twin.ego import apply as ego_apply
 from frs_ros.twin.ego import ransac_rigid
+from frs_ros.twin.keyframes import BackgroundKeyframes
 from frs_ros.twin.depth import METRIC_SOURCES, depth_stats, mask_centroid_m, velocity_from_history
 from frs_ros.twin.types import DepthStats, DigitalTwin, TwinObject
 
@@ -51,9 +53,14 @@ class Tracker:
 
     ``update(frame)`` ingests one frame and returns a snapshot twin (later updates do not
     mutate it). Track ids start at 1 and are never reused.
+
+    keyframe_runner: optional factory ``work -> runner`` for where keyframes run (e.g.
+    ``lambda w: DelayedKeyframes(w, 5)`` to evaluate a model latency of 5 frames); by default
+    ``config.keyframes`` decides (inline, or a ``BackgroundKeyframes`` worker thread).
     """
 
-    def __init__(self, config: Optional[TwinConfig] = None, backends: Optional[TwinBackends] = None) -> None:
+    def __init__(self, config: Optional[TwinConfig] = None, backends: Optional[TwinBackends] = None,
+                 keyframe_runner=None) -> None:
         self.config = config or TwinConfig()
         self.backends = backends if backends is not None else build_twin_backends(self.config)
         self._lock = threading.RLock()
@@ -68,7 +75,23 @@ class Tracker:
         self._T = np.eye(4)  # motion frame <- current camera optical frame
         self._motion_frame = "anchor" if self.config.ego_motion else "camera"
         self._ego_inliers = 0
-        self.stats = {"frames": 0, "keyframes": 0, "segment_calls": 0, "label_calls": 0, "depth_calls": 0}
+        self.stats = {"frames": 0, "keyframes": 0, "segment_calls": 0, "label_calls": 0, "depth_calls": 0,
+                      "keyframes_submitted": 0, "keyframe_errors": 0}
+        # which frame each fact comes from: stamp of the keyframe that last set each track's mask
+        self._mask_ns: dict[int, int] = {}
+        self._keyframe_ns = 0  # stamp of the last merged keyframe
+        # background keyframes (``keyframes: background``): the runner, and its measured cadence
+        self._runner = None
+        if keyframe_runner is not None:
+            self._runner = keyframe_runner(self._keyframe_work)
+        elif self.config.keyframes == "background":
+            self._runner = BackgroundKeyframes(self._keyframe_work, nice=self.config.keyframe_nice)
+        self._submit = False
+        self._next_key_s = 0.0  # monotonic time before which no keyframe starts (CPU budget)
+        self._last_latency_s = math.nan
+        self._model_s = math.nan
+        self._lag_frames = 0
+        self.keyframe_error: Optional[str] = None
 
     # ------------------------------------------------------------------ public API
     def latest(self) -> Optional[DigitalTwin]:
@@ -96,7 +119,12 @@ class Tracker:
             return self._track(track_id).mask.copy()
 
     def update(self, frame: Frame) -> DigitalTwin:
-        """Ingest one frame; return the twin of that frame."""
+        """Ingest one frame; return the twin of that frame.
+
+        Inline keyframes run the segmenter/labeler here; background keyframes (``keyframes:
+        background``) only merge a result that has already landed, so this costs the propagator,
+        depth statistics and bookkeeping (the cheap path) and never waits for a model.
+        """
         with self._lock:
             cfg = self.config
             t = int(frame.stamp_ns)
@@ -104,33 +132,60 @@ class Tracker:
                 self._start_ns = t
             depth, source = self._depth_for(frame)
             seg = self.backends.segmenter
-            keyframe = not self._tracks or self._frames_since_key + 1 >= cfg.keyframe_interval
-            prop = seg.propagate(frame) if self._tracks else {}
+            prop = self.backends.tracks_with
+            # every frame, with or without tracks: flow/sam2 compose motion for a keyframe in flight
+            moved = prop.propagate(frame)
             observed: dict[int, np.ndarray] = {}
             new_masks: list[np.ndarray] = []
-            if prop is None:
-                # segmenter cannot propagate: segment every frame and associate
+            new_labels: list[Optional[list]] = []  # background: labeler candidates of each new mask
+            votes: dict[int, list] = {}  # background: track id -> labeler candidates of its keyframe mask
+            keyframe = False  # segmentation merged into this frame
+            mask_ns = t  # stamp of the frame the merged masks were segmented on
+            if moved is None:
+                # the propagator cannot propagate: segment every frame and associate
                 self.stats["segment_calls"] += 1
+                keyframe = not self._tracks or self._frames_since_key + 1 >= cfg.keyframe_interval
                 cands = self._filter(seg.segment(frame))
-                observed, new_masks = self._associate(cands, frame, depth, source, list(self._tracks))
+                assign, rest = self._associate(cands, frame, depth, source, list(self._tracks))
+                observed = {tid: cands[ci] for tid, ci in assign.items()}
+                new_masks = [cands[i] for i in rest]
             else:
                 observed = {
-                    tid: np.asarray(m, bool) for tid, m in prop.items()
+                    tid: np.asarray(m, bool) for tid, m in moved.items()
                     if tid in self._tracks and int(np.count_nonzero(m)) >= cfg.min_mask_area_px
                 }
-                # coverage drop in THIS frame (objects left, or propagation lost them): segment now
                 area = sum(int(m.sum()) for m in observed.values())
-                keyframe = keyframe or area < cfg.coverage_drop * self._key_area
-                if keyframe:
+                # coverage drop in THIS frame (objects left, or propagation lost them): segment now
+                due = (not self._tracks or self._frames_since_key + 1 >= cfg.keyframe_interval
+                       or area < cfg.coverage_drop * self._key_area)
+                if self._runner is None and due:
+                    keyframe = True
                     self.stats["segment_calls"] += 1
                     cands = self._filter(seg.segment(frame))
-                    leftovers = self._refresh(cands, observed)
-                    lost = [tid for tid in self._tracks if tid not in observed]
-                    re_found, new_masks = self._associate(leftovers, frame, depth, source, lost)
-                    observed.update(re_found)
+                    matched, rest = self._merge(cands, observed, frame, depth, source)
+                    new_masks = [cands[i] for i in rest]
+                    self._mask_ns.update({tid: t for tid in matched})
+                elif self._runner is not None:
+                    landed = self._runner.poll()
+                    if landed is not None:
+                        keyframe = self._land(landed, frame)
+                        if keyframe:
+                            mask_ns = int(landed.frame.stamp_ns)
+                            cands, labels = self._landed_masks(landed, prop)
+                            matched, rest = self._merge(cands, observed, frame, depth, source)
+                            new_masks = [cands[i] for i in rest]
+                            if labels is not None:
+                                votes = {tid: labels[ci] for tid, ci in matched.items()}
+                                new_labels = [labels[i] for i in rest]
+                            self._mask_ns.update({tid: mask_ns for tid in matched})
+                    if due and not self._runner.busy and time.monotonic() >= self._next_key_s:
+                        self._submit = True
             if keyframe:
                 self.stats["keyframes"] += 1
-                self._frames_since_key = 0
+                self._keyframe_ns = mask_ns
+            inline = self._runner is None or moved is None
+            if keyframe and inline:
+                self._frames_since_key = 0  # background: the count restarts when a keyframe is submitted
             else:
                 self._frames_since_key += 1
 
@@ -144,28 +199,65 @@ class Tracker:
                     a, _ = tr.obj.gaps_ns[-1]
                     tr.obj.gaps_ns[-1] = (a, t)
             new_ids = []
-            for m in new_masks:
+            for i, m in enumerate(new_masks):
                 if len(self._tracks) >= cfg.max_objects:
                     break
-                new_ids.append(self._create(m, frame, depth, source))
+                tid = self._create(m, frame, depth, source)
+                self._mask_ns[tid] = mask_ns
+                new_ids.append(tid)
+                if i < len(new_labels):
+                    votes[tid] = new_labels[i]
             self._update_motion(frame, [tid for tid in observed if tid in self._tracks] + new_ids)
 
-            to_label = [tid for tid in self._tracks if self._tracks[tid].obj.visible] if keyframe else new_ids
-            self._label(frame, to_label)
+            if inline:
+                to_label = [tid for tid in self._tracks if self._tracks[tid].obj.visible] if keyframe else new_ids
+                self._label(frame, to_label)
+            else:
+                to_label = [tid for tid in votes if tid in self._tracks]
+                self._vote(votes, mask_ns)
             if cfg.colors:
                 self._name_colors(frame, to_label)
             retired = self._retire(t)
-            if keyframe or new_ids or retired or prop is None:
-                seg.set_tracks(frame, {tid: tr.mask for tid, tr in self._tracks.items() if tr.obj.visible})
+            for tid in retired:
+                self._mask_ns.pop(tid, None)
+            if keyframe or new_ids or retired or moved is None:
+                prop.set_tracks(frame, {tid: tr.mask for tid, tr in self._tracks.items() if tr.obj.visible})
             if retired:
-                seg.forget(retired)
+                prop.forget(retired)
             if keyframe:
                 self._key_area = sum(int(tr.mask.sum()) for tr in self._tracks.values() if tr.obj.visible)
+            if self._submit:
+                # after set_tracks: the propagator's reference is this frame, where the keyframe is
+                self._submit = False
+                if self._runner.submit(frame):
+                    prop.mark(frame)
+                    self.stats["keyframes_submitted"] += 1
+                    self._frames_since_key = 0
             self.stats["frames"] += 1
             self._latest_frame = frame
             self._latest_depth = (depth, source)
             self._latest_twin = self._snapshot(frame, source)
             return self._latest_twin
+
+    def keyframe_status(self) -> dict:
+        """Background keyframes: ``in_flight`` (bool), ``in_flight_s`` (age of the one computing
+        [s]), ``keyframe_ns`` (stamp of the last merged keyframe, 0 = none), ``latency_s`` /
+        ``model_s`` (of the last landed one [s], NaN before) and ``lag_frames`` (frames between
+        its keyframe and the frame it was merged into)."""
+        with self._lock:
+            f, age = self._runner.in_flight() if self._runner is not None else (None, 0.0)
+            return {"in_flight": f is not None, "in_flight_s": age, "keyframe_ns": self._keyframe_ns,
+                    "latency_s": self._last_latency_s, "model_s": self._model_s, "lag_frames": self._lag_frames}
+
+    def wait_keyframe(self, timeout_s: float) -> bool:
+        """Block until the background keyframe in flight has finished computing (tests and
+        benchmarks only: the per-frame path never calls it). True at once for inline keyframes."""
+        return self._runner.wait(timeout_s) if self._runner is not None else True
+
+    def close(self) -> None:
+        """Stop the background keyframe worker (if any); the tracker can still be read."""
+        if self._runner is not None:
+            self._runner.close()
 
     def set_attributes(self, track_id: int, attributes: dict) -> None:
         """Merge tool-derived facts into a track (persist across frames)."""
@@ -192,7 +284,8 @@ class Tracker:
             tr.votes[label] = float(score)
             tr.label_events = 1
             self._apply_votes(tr)
-            self.backends.segmenter.set_tracks(
+            self._mask_ns[tid] = int(frame.stamp_ns)
+            self.backends.tracks_with.set_tracks(
                 frame, {i: t.mask for i, t in self._tracks.items() if t.obj.visible}
             )
             if self._latest_twin is not None:
@@ -225,30 +318,44 @@ class Tracker:
     def _filter(self, masks: list[np.ndarray]) -> list[np.ndarray]:
         return [np.asarray(m, bool) for m in masks if int(np.count_nonzero(m)) >= self.config.min_mask_area_px]
 
-    def _refresh(self, cands: list[np.ndarray], observed: dict[int, np.ndarray]) -> list[np.ndarray]:
-        """Keyframe: a fresh mask that matches a propagated one replaces it (corrects drift);
-        returns the candidates that match no propagated track and are not mostly covered."""
-        leftovers = []
-        covered = np.zeros_like(cands[0]) if cands else None
+    def _merge(self, cands, observed, frame, depth, source) -> tuple[dict[int, int], list[int]]:
+        """A keyframe's masks (in this frame) merged with the propagated ones, in place.
+
+        A fresh mask that matches a propagated one (IoU >= ``match_iou``) replaces it (corrects
+        drift); the others are associated to lost tracks (``_associate``), and the rest, when not
+        mostly covered by tracked masks, are new objects. Returns ({track id: candidate index}
+        of the tracks the keyframe saw, candidate indices of new objects).
+        """
+        matched: dict[int, int] = {}
+        leftovers: list[int] = []
+        covered = None
         for m in observed.values():
-            covered = covered | m if covered is not None else None
-        for c in cands:
+            covered = m.copy() if covered is None else covered | m
+        for ci, c in enumerate(cands):
             best, best_iou = None, 0.0
             for tid, m in observed.items():
                 iou = mask_iou(c, m, empty=0.0)
                 if iou > best_iou:
                     best, best_iou = tid, iou
-            if best is not None and best_iou >= self.config.match_iou:
-                observed[best] = c
+            if best is not None and best_iou >= self.config.match_iou and best not in matched:
+                matched[best] = ci
             elif covered is None or (c & covered).sum() < 0.5 * c.sum():
-                leftovers.append(c)
-        return leftovers
+                leftovers.append(ci)
+        for tid, ci in matched.items():
+            observed[tid] = cands[ci]
+        lost = [tid for tid in self._tracks if tid not in observed]
+        sub = [cands[i] for i in leftovers]
+        re_found, rest = self._associate(sub, frame, depth, source, lost)
+        for tid, j in re_found.items():
+            observed[tid] = sub[j]
+            matched[tid] = leftovers[j]
+        return matched, [leftovers[j] for j in rest]
 
-    def _associate(self, cands, frame, depth, source, track_ids):
+    def _associate(self, cands, frame, depth, source, track_ids) -> tuple[dict[int, int], list[int]]:
         """Greedy matching of candidate masks to tracks by mask IoU (last mask) + centroid distance.
 
-        Returns ({track_id: mask}, unmatched masks). A pair is admissible when the areas differ
-        by at most ``assoc_max_area_ratio`` and the 3-D centroids are within
+        Returns ({track_id: candidate index}, unmatched candidate indices). A pair is admissible
+        when the areas differ by at most ``assoc_max_area_ratio`` and the 3-D centroids are within
         ``assoc_max_centroid_m`` (IoU >= ``assoc_min_iou`` when a centroid is unknown). Both gates
         matter at occlusions: the occluder overlaps the lost object's last mask, but it is
         larger/smaller and at another depth, so it must not inherit the lost track's id.
@@ -281,8 +388,52 @@ class Tracker:
                 continue
             used_c.add(ci)
             used_t.add(tid)
-            matched[tid] = cands[ci]
-        return matched, [c for i, c in enumerate(cands) if i not in used_c]
+            matched[tid] = ci
+        return matched, [i for i in range(len(cands)) if i not in used_c]
+
+    # ------------------------------------------------------------------ background keyframes
+    def _keyframe_work(self, frame: Frame):
+        """What the background worker computes for a keyframe (no tracker state, no lock):
+        masks of ``frame`` and, with a labeler, each mask's label candidates on that frame."""
+        masks = self._filter(self.backends.segmenter.segment(frame))
+        lab = self.backends.labeler
+        labels = lab.label(frame, masks) if lab is not None and masks else (None if lab is None else [])
+        return masks, labels
+
+    def _land(self, landed, frame: Frame) -> bool:
+        """Book-keeping of a landed keyframe; False when its models failed (nothing to merge)."""
+        self._last_latency_s, self._model_s = landed.latency_s, landed.model_s
+        self._lag_frames = int(frame.seq) - int(landed.frame.seq)
+        budget = self.config.keyframe_cpu_budget
+        self._next_key_s = time.monotonic() + landed.model_s * (1.0 / budget - 1.0)
+        self.stats["segment_calls"] += 1
+        if landed.labels is not None:
+            self.stats["label_calls"] += 1
+        if landed.error is not None:
+            self.stats["keyframe_errors"] += 1
+            self.keyframe_error = landed.error
+            return False
+        return True
+
+    def _landed_masks(self, landed, prop) -> tuple[list[np.ndarray], Optional[list]]:
+        """A landed keyframe's masks brought forward to the current frame (too small ones dropped,
+        labels kept aligned)."""
+        fwd = prop.bring_forward(landed.masks)
+        keep = [i for i, m in enumerate(fwd) if int(np.count_nonzero(m)) >= self.config.min_mask_area_px]
+        labels = [landed.labels[i] for i in keep] if landed.labels is not None else None
+        return [np.asarray(fwd[i], bool) for i in keep], labels
+
+    def _vote(self, votes: dict[int, list], label_ns: int) -> None:
+        for tid, cands in votes.items():
+            tr = self._tracks.get(tid)
+            if tr is None:
+                continue
+            tr.label_events += 1
+            tr.obj.label_ns = label_ns
+            if cands:
+                name, score = cands[0]
+                tr.votes[name] = tr.votes.get(name, 0.0) + float(score)
+            self._apply_votes(tr)
 
     def _observe(self, tr: _Track, mask: np.ndarray, frame: Frame, depth, source: str) -> None:
         o = tr.obj
@@ -369,6 +520,7 @@ class Tracker:
         for tid, cands in zip(track_ids, results):
             tr = self._tracks[tid]
             tr.label_events += 1
+            tr.obj.label_ns = int(frame.stamp_ns)
             if cands:
                 name, score = cands[0]  # vote with the best label of this frame, weighted by its score
                 tr.votes[name] = tr.votes.get(name, 0.0) + float(score)
@@ -417,11 +569,14 @@ class Tracker:
         return o
 
     def _snapshot(self, frame: Frame, source: str) -> DigitalTwin:
+        for tid, tr in self._tracks.items():
+            tr.obj.keyframe_ns = self._mask_ns.get(tid, 0)
         return DigitalTwin(
             stamp_ns=int(frame.stamp_ns),
             frame_id=frame.frame_id,
             intrinsics=frame.intrinsics,
             objects=[self._public(self._tracks[tid]) for tid in sorted(self._tracks)],
+            keyframe_ns=int(self._keyframe_ns),
             seq=int(frame.seq),
             depth_source=source,
             start_ns=int(self._start_ns or 0),

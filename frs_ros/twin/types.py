@@ -85,6 +85,12 @@ class TwinObject:
     first_centroid_m: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))
     gaps_ns: list[tuple[int, int]] = field(default_factory=list)
     seen_frames: int = 0
+    # Added (issue 15): which frame each fact comes from. The mask, box, depth and centroid are of
+    # the twin's frame (``DigitalTwin.stamp_ns``); keyframe_ns is the stamp of the keyframe whose
+    # segmentation last set the mask (propagated from there), label_ns of the frame of the latest
+    # label vote [ns]; 0 = none yet.
+    keyframe_ns: int = 0
+    label_ns: int = 0
 
     @property
     def displacement_m(self) -> float:
@@ -122,6 +128,8 @@ class TwinObject:
             "first_centroid_m": _vec(self.first_centroid_m),
             "gaps_ns": [[int(a), int(b)] for a, b in self.gaps_ns],
             "seen_frames": int(self.seen_frames),
+            "keyframe_ns": int(self.keyframe_ns),
+            "label_ns": int(self.label_ns),
         }
 
     @classmethod
@@ -145,6 +153,8 @@ class TwinObject:
             first_centroid_m=_unvec(d.get("first_centroid_m", [None] * 3)),
             gaps_ns=[(int(a), int(b)) for a, b in d.get("gaps_ns", [])],
             seen_frames=int(d.get("seen_frames", 0)),
+            keyframe_ns=int(d.get("keyframe_ns", 0)),
+            label_ns=int(d.get("label_ns", 0)),
         )
 
 
@@ -172,6 +182,9 @@ class DigitalTwin:
     # ego_inliers: objects that agreed on this frame's camera pose (-1: pose given).
     motion_frame: str = "camera"
     ego_inliers: int = 0
+    # Added (issue 15): stamp [ns] of the last keyframe (segmentation + labels) merged into this
+    # twin; with background keyframes it trails ``stamp_ns`` by the model latency. 0 = none yet.
+    keyframe_ns: int = 0
 
     def get(self, track_id: int) -> TwinObject:
         for obj in self.objects:
@@ -215,6 +228,7 @@ def twin_to_json(twin: DigitalTwin) -> dict:
         "start_ns": int(twin.start_ns),
         "motion_frame": twin.motion_frame,
         "ego_inliers": int(twin.ego_inliers),
+        "keyframe_ns": int(twin.keyframe_ns),
         "intrinsics": {"fx": k.fx, "fy": k.fy, "cx": k.cx, "cy": k.cy, "width": k.width, "height": k.height},
         "objects": [o.to_json() for o in twin.objects],
     }
@@ -236,4 +250,5 @@ def twin_from_json(d: dict) -> DigitalTwin:
         start_ns=int(d.get("start_ns", 0)),
         motion_frame=str(d.get("motion_frame", "camera")),
         ego_inliers=int(d.get("ego_inliers", 0)),
+        keyframe_ns=int(d.get("keyframe_ns", 0)),
     )

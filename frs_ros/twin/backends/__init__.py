@@ -5,7 +5,7 @@ Model backends import torch/transformers lazily so that the ``sim`` path stays l
 
 from __future__ import annotations
 
-from frs_ros.twin.backends.base import DepthEstimator, Labeler, Segmenter, TwinBackends
+from frs_ros.twin.backends.base import DepthEstimator, Labeler, Propagator, Segmenter, TwinBackends
 from frs_ros.twin.config import TwinConfig
 
 
@@ -41,7 +41,31 @@ def build_twin_backends(config: TwinConfig) -> TwinBackends:
         from frs_ros.twin.backends.depth_anything_v2 import DepthAnythingV2Estimator
 
         depth = DepthAnythingV2Estimator(config)
-    return TwinBackends(segmenter=segmenter, labeler=labeler, depth=depth)
+    return TwinBackends(segmenter=segmenter, labeler=labeler, depth=depth,
+                        propagator=build_propagator(config, segmenter))
 
 
-__all__ = ["build_twin_backends", "TwinBackends", "Segmenter", "Labeler", "DepthEstimator"]
+def build_propagator(config: TwinConfig, segmenter: Segmenter) -> Propagator | None:
+    """The per-frame propagator ``config.propagator`` names; None = the segmenter propagates
+    ('segmenter', or the same name as the segmenter: one model instance, not two)."""
+    name = config.propagator
+    if name in ("segmenter", config.segmenter):
+        return None
+    if name == "flow":
+        from frs_ros.twin.backends.flow import FlowPropagator
+
+        return FlowPropagator(config)
+    if name == "hold":
+        from frs_ros.twin.backends.hold import HoldPropagator
+
+        return HoldPropagator(config)
+    if name == "sim":
+        from frs_ros.twin.backends.sim import SimSegmenter
+
+        return SimSegmenter(config)
+    from frs_ros.twin.backends.sam2 import Sam2Segmenter
+
+    return Sam2Segmenter(config)
+
+
+__all__ = ["build_twin_backends", "build_propagator", "TwinBackends", "Segmenter", "Propagator", "Labeler", "DepthEstimator"]

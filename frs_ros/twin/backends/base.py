@@ -40,6 +40,33 @@ class Segmenter(Protocol):
 
 
 @runtime_checkable
+class Propagator(Protocol):
+    """Moves the tracked masks from one frame to the next (the twin's per-frame cheap path).
+
+    ``sim`` and ``sam2`` segmenters are propagators themselves; ``flow`` and ``hold`` are
+    propagators only. Chosen by ``TwinConfig.propagator``.
+    """
+
+    name: str
+
+    def set_tracks(self, frame: Frame, masks: dict[int, np.ndarray]) -> None:
+        """Register the tracked masks of ``frame`` (keyed by track id) as the propagation source."""
+
+    def propagate(self, frame: Frame) -> Optional[dict[int, np.ndarray]]:
+        """The registered tracks' masks in ``frame`` (empty mask = lost); ``None`` if this backend
+        cannot propagate. Called on every frame, with or without tracks."""
+
+    def forget(self, track_ids: list[int]) -> None:
+        """The tracker retired these tracks; drop any state kept for them."""
+
+    def mark(self, frame: Frame) -> None:
+        """A keyframe of ``frame`` (the frame just propagated) went to the background worker."""
+
+    def bring_forward(self, masks: list[np.ndarray]) -> list[np.ndarray]:
+        """Masks of the marked frame, moved to the last propagated frame (clears the mark)."""
+
+
+@runtime_checkable
 class Labeler(Protocol):
     """Open-vocabulary labels for masks, and text-prompted detection."""
 
@@ -64,11 +91,18 @@ class DepthEstimator(Protocol):
 
 @dataclass
 class TwinBackends:
-    """What ``build_twin_backends`` returns; ``labeler``/``depth`` may be None (not configured)."""
+    """What ``build_twin_backends`` returns; ``labeler``/``depth`` may be None (not configured);
+    ``propagator`` None means the segmenter propagates (its own ``set_tracks``/``propagate``)."""
 
     segmenter: Segmenter
     labeler: Optional[Labeler] = None
     depth: Optional[DepthEstimator] = None
+    propagator: Optional[Propagator] = None
+
+    @property
+    def tracks_with(self):
+        """The propagator in use: ``propagator``, else the segmenter."""
+        return self.propagator if self.propagator is not None else self.segmenter
 
 
 def box_iou(a: Box, b: Box) -> float:

@@ -55,6 +55,9 @@ class Sam2Segmenter:
         self.std = np.asarray(pp.get("image_std", _IMAGENET_STD), np.float32)
         self._session = None
         self._session_ids: list[int] = []
+        from frs_ros.twin.backends.flow import FlowChain
+
+        self._chain = FlowChain(config.flow_max_side)  # brings background keyframes forward
 
     # -------------------------------------------------------------- helpers
     def _pixels(self, frame: Frame):
@@ -130,6 +133,7 @@ class Sam2Segmenter:
         self._session, self._session_ids = session, [int(t) for t in masks]
 
     def propagate(self, frame: Frame) -> Optional[dict[int, np.ndarray]]:
+        self._chain.observe(frame)
         if self._session is None:
             return {}
         torch = self._torch
@@ -146,6 +150,14 @@ class Sam2Segmenter:
 
     def forget(self, track_ids: list[int]) -> None:
         """Retired tracks drop out at the next keyframe re-seed; nothing to do now."""
+
+    def mark(self, frame: Frame) -> None:
+        """A background keyframe of ``frame``: its masks are brought forward by composed DIS flow
+        (re-running the video model over the frames in between would cost a propagation each)."""
+        self._chain.mark(frame)
+
+    def bring_forward(self, masks: list[np.ndarray]) -> list[np.ndarray]:
+        return self._chain.bring_forward(masks)
 
     def segment_boxes(self, frame: Frame, boxes: list[Box]) -> list[np.ndarray]:
         if not boxes:

@@ -95,6 +95,8 @@ class SimSegmenter:
     def __init__(self, config: TwinConfig) -> None:
         self.config = config
         self._track_to_sim: dict[int, int] = {}
+        self._latest_imap: Optional[np.ndarray] = None  # instance map of the last propagated frame
+        self._marked_imap: Optional[np.ndarray] = None  # ... of the frame a keyframe is in flight for
 
     def segment(self, frame: Frame) -> list[np.ndarray]:
         imap = _gt(frame).instance_map
@@ -116,8 +118,22 @@ class SimSegmenter:
             self._track_to_sim.pop(tid, None)
 
     def propagate(self, frame: Frame) -> Optional[dict[int, np.ndarray]]:
-        imap = _gt(frame).instance_map
+        imap = self._latest_imap = _gt(frame).instance_map
         return {tid: imap == sid for tid, sid in self._track_to_sim.items()}
+
+    def mark(self, frame: Frame) -> None:
+        self._marked_imap = _gt(frame).instance_map
+
+    def bring_forward(self, masks: list[np.ndarray]) -> list[np.ndarray]:
+        """Exact, by sim id: each mask's majority id in the marked frame, cut from the latest one."""
+        k, now, self._marked_imap = self._marked_imap, self._latest_imap, None
+        if k is None or now is None:
+            return [np.asarray(m, bool) for m in masks]
+        out = []
+        for m in masks:
+            sid = _majority_id(k, np.asarray(m, bool))
+            out.append(now == sid if sid > 0 else np.zeros(now.shape, bool))
+        return out
 
     def segment_boxes(self, frame: Frame, boxes: list[Box]) -> list[np.ndarray]:
         imap = _gt(frame).instance_map

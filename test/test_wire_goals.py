@@ -5,8 +5,8 @@ import pytest
 
 from frs_ros.camera import CameraIntrinsics
 from frs_ros.masks import rle_encode
-from frs_ros.nodes.goals import GoalArbiter, TrackingSession, check_goal_query
-from frs_ros.nodes.geometry import apply_transform
+from frs_ros.wire.goals import GoalArbiter, TrackingSession, check_goal_query
+from frs_ros.wire.geometry import apply_transform
 from frs_ros.reasoning.config import InvalidQueryError
 from frs_ros.twin.types import DigitalTwin, TwinObject
 
@@ -69,31 +69,8 @@ def test_apply_transform_rotation_and_translation():
     assert np.isnan(apply_transform(np.zeros(3), np.array([0, 0, 0, 1.0]), np.full(3, np.nan))).all()
 
 
-@pytest.mark.parametrize("status, cancel_set, timed_out, preempted, want", [
-    ("ok", False, False, False, "ok"),
-    ("ok", True, False, True, "ok"),  # finished before the stop took effect: keep the answer
-    ("cancelled", True, True, False, "timeout"),
-    ("cancelled", True, False, False, "cancelled"),
-    ("cancelled", True, False, True, "cancelled"),
-    ("parse_error", True, False, False, "cancelled"),
-    ("parse_error", False, False, False, "error"),
-    ("unknown_id", False, False, False, "error"),
-])
-def test_answer_outcome(status, cancel_set, timed_out, preempted, want):
-    from frs_ros.nodes.goals import answer_outcome
-
-    got, why = answer_outcome(status, "detail", cancel_set=cancel_set, timed_out=timed_out, preempted=preempted, budget_s=3)
-    assert got == want
-    if want == "timeout":
-        assert "3 s" in why
-    if want == "cancelled":
-        assert ("preempted" in why) == preempted
-    if want == "error":
-        assert why == f"{status}: detail"
-
-
 def test_feedback_throttle():
-    from frs_ros.nodes.goals import FeedbackThrottle
+    from frs_ros.wire.goals import FeedbackThrottle
 
     t = FeedbackThrottle(0.1)
     assert t.allow("reasoning", 0.0) and not t.allow("reasoning", 0.05) and t.allow("reasoning", 0.11)
@@ -114,7 +91,7 @@ def test_visible_text_with_zero_width_characters_passes():
 @pytest.mark.parametrize("timeout_s, want", [(0.0, 120.0), (2.5, 2.5), (3600.0, 3600.0), (float("inf"), 3600.0),
                                              (3.4e38, 3600.0)])
 def test_goal_budget(timeout_s, want):
-    from frs_ros.nodes.goals import goal_budget_s
+    from frs_ros.wire.goals import goal_budget_s
 
     budget, note = goal_budget_s(timeout_s, 120.0)
     assert budget == want and (("clamped" in note) == (timeout_s > 3600))
@@ -122,7 +99,7 @@ def test_goal_budget(timeout_s, want):
 
 @pytest.mark.parametrize("timeout_s", [-1.0, float("nan"), float("-inf"), -1e-9])
 def test_goal_budget_refuses_nonsense_with_a_reason(timeout_s):
-    from frs_ros.nodes.goals import InvalidGoalError, goal_budget_s
+    from frs_ros.wire.goals import InvalidGoalError, goal_budget_s
 
     with pytest.raises(InvalidGoalError, match="timeout_s"):
         goal_budget_s(timeout_s, 120.0)
@@ -159,7 +136,7 @@ class _Clock:
 
 
 def _slot(clock):
-    from frs_ros.nodes.sync import LatestSlot
+    from frs_ros.wire.sync import LatestSlot
 
     class Slot(LatestSlot):
         def wait_newer(self, seen_seq, timeout_s):  # simulated time: waiting advances the clock
@@ -172,7 +149,7 @@ def _slot(clock):
 def test_wait_for_twin_fresh_stale_none_timeout_cancelled():
     import threading
 
-    from frs_ros.nodes.goals import wait_for_twin
+    from frs_ros.wire.goals import wait_for_twin
 
     clock = _Clock()
     buf = _slot(clock)

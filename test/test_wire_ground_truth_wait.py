@@ -4,8 +4,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from frs_ros.nodes.ground_truth_wait import GroundTruthWait
-from frs_ros.nodes.sync import StampStore
+from frs_ros.wire.ground_truth_wait import GroundTruthWait
+from frs_ros.wire.sync import StampStore
 
 
 @dataclass

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from frs_ros.nodes.sync import ApproximateTimeSync, LatestSlot, StampStore, ThrottledReporter
+from frs_ros.wire.sync import ApproximateTimeSync, LatestSlot, StampStore, ThrottledReporter
 
 MS = 1_000_000
 

@@ -35,6 +35,7 @@ from typing import Any, Callable, Optional
 
 from frs_ros.reasoning.api import validate_query
 from frs_ros.reasoning.config import InvalidQueryError
+from frs_ros.reasoning.outcome import Outcome
 
 
 def check_goal_query(query: Any, max_chars: int) -> str:
@@ -78,10 +79,10 @@ def goal_budget_s(timeout_s: Any, default_s: float) -> tuple[float, str]:
 
 @dataclass
 class TwinWait:
-    """What ``wait_for_twin`` found: ``status`` 'ok' (``snapshot`` set) | 'no_twin' | 'stale_twin'
-    | 'timeout' | 'cancelled', a sentence in ``error``, and the age [s] of the latest twin (None: none)."""
+    """What ``wait_for_twin`` found: ``status`` ok (``snapshot`` set) | no_twin | stale_twin
+    | timeout | cancelled (:class:`Outcome`), a sentence in ``error``, and the age [s] of the latest twin (None: none)."""
 
-    status: str
+    status: Outcome
     snapshot: Any = None
     error: str = ""
     age_s: Optional[float] = None
@@ -102,26 +103,26 @@ def wait_for_twin(buffer: Any, *, wait_s: float, max_age_s: float, deadline: flo
     while True:
         seq, snap, age = buffer.latest_with_age()
         if snap is not None and (max_age_s <= 0 or age <= max_age_s):
-            return TwinWait("ok", snap, "", age)
+            return TwinWait(Outcome.OK, snap, "", age)
         if snap is not None and not told and on_stale is not None:
             on_stale(age)
             told = True
         if cancel.is_set():
-            return TwinWait("cancelled", age_s=age)
+            return TwinWait(Outcome.CANCELLED, age_s=age)
         now = clock()
         if now >= until:
             break
         buffer.wait_newer(seq, timeout_s=min(poll_s, until - now))
     fresh = "a fresh " if snap is not None else "a "
     if clock() >= deadline:
-        return TwinWait("timeout", error=f"the goal's time budget of {budget_s:g} s ran out waiting for {fresh}digital twin",
+        return TwinWait(Outcome.TIMEOUT, error=f"the goal's time budget of {budget_s:g} s ran out waiting for {fresh}digital twin",
                         age_s=age)
     if snap is not None:
-        return TwinWait("stale_twin", age_s=age, error=(
+        return TwinWait(Outcome.STALE_TWIN, age_s=age, error=(
             f"the latest digital twin is {age:.1f} s old, older than max_twin_age_s={max_age_s:g} s, and no fresh one came "
             f"within twin_wait_s={wait_s:g} s: the camera or the digital_twin_node has stalled (see their ~/status), or "
             "the twin updates more slowly than that (then raise max_twin_age_s)"))
-    return TwinWait("no_twin", error=(
+    return TwinWait(Outcome.NO_TWIN, error=(
         f"no digital twin arrived within twin_wait_s={wait_s:g} s: check that the camera publishes and the "
         "digital_twin_node is in state 'ok' (its ~/status topic)"))
 
@@ -227,28 +228,6 @@ class TrackingSession:
                 self.stopped_reason = f"target(s) {self.track_ids} not visible for more than {self.lost_s:g} s"
                 return None
         return ids
-
-
-def cancel_reason(preempted: bool) -> str:
-    return "preempted by a newer goal (goal_policy 'preempt')" if preempted else "cancelled by the client"
-
-
-def answer_outcome(answer_status: str, answer_error: str, *, cancel_set: bool, timed_out: bool, preempted: bool,
-                   budget_s: float) -> tuple[str, str]:
-    """The action ``(status, error)`` of an engine ``Answer`` (see the table in the module docstring).
-
-    A stop requested while reasoning wins over what the backend reports then: the time budget
-    (``timeout``), else a client cancel or a preemption (``cancelled``). Other backend failures
-    (``parse_error``, ``unknown_id``, ``max_tokens``, ...) are ``error`` with the backend's code.
-    """
-    if answer_status == "cancelled" or (cancel_set and answer_status != "ok"):
-        if timed_out:
-            return "timeout", (f"the goal's time budget of {budget_s:g} s ran out while reasoning; raise "
-                               "goal.timeout_s or default_timeout_s")
-        return "cancelled", cancel_reason(preempted)
-    if answer_status != "ok":
-        return "error", f"{answer_status}: {answer_error}"
-    return "ok", ""
 
 
 class FeedbackThrottle:

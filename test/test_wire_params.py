@@ -1,13 +1,28 @@
-"""The parameter table, the frozen params dataclasses and config/frs.yaml agree."""
+"""The parameter table, the frozen params dataclasses and config/frs.yaml agree (frs_ros.wire.params);
+declared on real nodes, the same checks run at start-up and at set time (frs_ros.nodes.params)."""
 
 import os
 import re
 
 import pytest
 
-from frs_ros.nodes import params as P
+from frs_ros.wire import params as P
 from frs_ros.reasoning.config import ReasonerConfig
 from frs_ros.twin.config import TwinConfig
+
+
+
+def declare_node_params(node, node_name):
+    from frs_ros.nodes.params import declare_node_params as declare
+
+    return declare(node, node_name)
+
+
+def read_node_params(node, node_name):
+    from frs_ros.nodes.params import read_node_params as read
+
+    return read(node, node_name)
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 YAML = os.path.join(ROOT, "config", "frs.yaml")
@@ -21,7 +36,7 @@ def test_yaml_keys_match_declared_parameters_exactly():
         missing, extra = declared - set(loaded[node]), set(loaded[node]) - declared
         assert not missing and not extra, (
             f"config/frs.yaml and {node}'s parameters differ (missing {sorted(missing)}, extra {sorted(extra)}); "
-            "regenerate it: python -m frs_ros.nodes.params > config/frs.yaml"
+            "regenerate it: python -m frs_ros.wire.params > config/frs.yaml"
         )
         P.PARAMS_CLASSES[node].from_values(P.resolve_values(node, loaded[node]))
 
@@ -95,7 +110,7 @@ def test_declared_parameters_on_real_nodes(ros_context):
             overrides = [Parameter("rate_hz", value=4)]  # an int for a float knob
         node = rclpy.create_node(node_name, context=ros_context, parameter_overrides=overrides)
         try:
-            values = P.declare_node_params(node, node_name)
+            values = declare_node_params(node, node_name)
             names = {s.name for s in P.NODE_PARAMS[node_name]}
             assert set(values) == names
             P.PARAMS_CLASSES[node_name].from_values(values)
@@ -128,7 +143,7 @@ def test_every_parameter_says_when_it_applies():
 
 
 def test_goal_timeout_ceiling_matches_the_goal_policy():
-    from frs_ros.nodes.goals import MAX_GOAL_TIMEOUT_S
+    from frs_ros.wire.goals import MAX_GOAL_TIMEOUT_S
 
     spec = next(s for s in P.NODE_PARAMS["reasoner_node"] if s.name == "default_timeout_s")
     assert P.MAX_GOAL_TIMEOUT_S == MAX_GOAL_TIMEOUT_S == spec.range[1]
@@ -180,7 +195,7 @@ def test_invalid_values_are_refused_at_set_time_with_a_reason(ros_context, node_
 
     node = rclpy.create_node(node_name, context=ros_context)
     try:
-        P.declare_node_params(node, node_name)
+        declare_node_params(node, node_name)
         cases = [c for c in BAD_VALUES if c[0] == node_name]
         assert cases
         for _, name, value, _match in cases:
@@ -209,17 +224,17 @@ def test_valid_run_time_values_reach_node_params(ros_context):
     """RUNTIME parameters replace their field of node.params at once; CONFIGURE ones wait."""
     import rclpy
 
-    from frs_ros.nodes.params import ReasonerParams
+    from frs_ros.wire.params import ReasonerParams
 
     node = rclpy.create_node("reasoner_node", context=ros_context)
     try:
-        node.params = ReasonerParams.from_values(P.declare_node_params(node, "reasoner_node"))
+        node.params = ReasonerParams.from_values(declare_node_params(node, "reasoner_node"))
         assert _set(node, "twin_wait_s", 1).successful  # an int for a float knob
         assert node.params.twin_wait_s == 1.0 and isinstance(node.params.twin_wait_s, float)
         assert _set(node, "overlay_alpha", 0.25).successful and node.params.overlay_alpha == 0.25
         assert _set(node, "reasoner.temperature", 0.7).successful
         assert node.params.reasoner.temperature == 0.0  # applied at the next configure
-        assert P.read_node_params(node, "reasoner_node")["reasoner.temperature"] == 0.7
+        assert read_node_params(node, "reasoner_node")["reasoner.temperature"] == 0.7
     finally:
         node.destroy_node()
 
@@ -233,6 +248,6 @@ def test_bad_start_up_value_is_a_named_param_error(ros_context):
                              parameter_overrides=[Parameter("overlay_alpha", value=7.0)])
     try:
         with pytest.raises(P.ParamError, match="overlay_alpha"):
-            P.declare_node_params(node, "reasoner_node")
+            declare_node_params(node, "reasoner_node")
     finally:
         node.destroy_node()

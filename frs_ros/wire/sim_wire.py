@@ -2,7 +2,7 @@
 
 In one process (``frs_bringup``, the demo, the tests) the simulated camera hands its ground
 truth to the twin and reasoner nodes directly (a ``StampStore`` keyed by the published stamp,
-and a ``QueryBook`` text -> ``Query``). Across processes the sim camera publishes
+and a ``frs_ros.sim.types.QueryBook`` text -> ``Query``). Across processes the sim camera publishes
 ``/frs/sim/instance_ids`` (32SC1, the colour image's header) and ``/frs/sim/objects``
 (std_msgs/String, ``objects_to_json``), plus the episode's queries once on the latched
 ``/frs/sim/queries`` (``queries_to_json``); the receiving nodes rebuild the same objects.
@@ -71,39 +71,22 @@ def objects_from_json(text: str) -> tuple[int, dict[int, SimObject]]:
     return int(d["stamp_ns"]), objs
 
 
+def query_to_dict(query: Query) -> dict:
+    """A ``Query`` as a JSON-ready dict (arrays tagged with their dtype); ``query_from_dict`` reverses it."""
+    return _jsonable(query.__dict__)
+
+
+def query_from_dict(d: dict) -> Query:
+    """The ``Query`` of a ``query_to_dict`` dict (also as read back from JSON)."""
+    return Query(**_unjson(d))
+
+
 def queries_to_json(queries: Iterable[Query]) -> str:
-    return json.dumps([_jsonable(q.__dict__) for q in queries])
+    return json.dumps([query_to_dict(q) for q in queries])
 
 
 def queries_from_json(text: str) -> list[Query]:
-    return [Query(**_unjson(q)) for q in json.loads(text)]
-
-
-class QueryBook:
-    """Thread-safe ``query text -> sim Query`` map: lets the oracle reasoner answer goals that
-    carry only text. Lookup ignores case and surrounding whitespace."""
-
-    def __init__(self, queries: Iterable[Query] = ()) -> None:
-        self._lock = threading.Lock()
-        self._by_text: dict[str, Query] = {}
-        self.update(queries)
-
-    @staticmethod
-    def _key(text: str) -> str:
-        return " ".join(str(text).split()).lower()
-
-    def update(self, queries: Iterable[Query]) -> None:
-        with self._lock:
-            for q in queries:
-                self._by_text[self._key(q.text)] = q
-
-    def get(self, text: str) -> Optional[Query]:
-        with self._lock:
-            return self._by_text.get(self._key(text))
-
-    def all(self) -> list[Query]:
-        with self._lock:
-            return list(self._by_text.values())
+    return [query_from_dict(q) for q in json.loads(text)]
 
 
 class GroundTruthAssembler:
