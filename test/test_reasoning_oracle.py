@@ -354,7 +354,8 @@ def test_oracle_uses_go_through_the_match_tool(spec, targets, answer, fits):
     twin, frame = _scene()
     q = Query(text="q", kind=spec["kind"], target_ids=targets, spec=spec)
     eng = ReasonSegEngine({"backend": "oracle"}, twin_serialiser=lambda t: "")
-    ans = eng.answer("q", twin, frame, sim_query=q, tool_executor=lambda c: run_tool(c, twin, frame))
+    eng.reasoner.truth.update([q])
+    ans = eng.answer("q", twin, frame, tool_executor=lambda c: run_tool(c, twin, frame))
     r = parse_rollout(ans.reasoning)
     assert r.reason == f"What {spec['affordance']}?" and r.answer_ids == answer
     assert [c.render() for p in r.plans for c in p] == [f'match("{spec["affordance"]}")']

@@ -120,6 +120,12 @@ class ReasonSegEngine:
         self.runtime_warning: str = str(getattr(self.reasoner, "runtime_warning", ""))
         self.serialise = twin_serialiser or default_twin_serialiser
         self._lock = threading.Lock()
+        if config.backend == "hf" and config.use_tools:
+            # the match() tool's sentence embedder (~1 s, ~90 MB): loaded now, not inside the first
+            # goal that asks for a use
+            from frs_ros.text_embed import shared_embedder
+
+            shared_embedder()
 
     def answer(
         self,
