@@ -4,6 +4,7 @@ import ast
 import importlib
 import os
 
+import pytest
 import yaml
 
 from frs_ros import bringup
@@ -46,6 +47,7 @@ def test_launch_file_imports_the_argument_table_instead_of_copying_it():
     assert {n for n, _cls, _when in BRINGUP_NODES} == set(NODE_NAMES)
 
 
+@pytest.mark.ros  # imports the nodes (rclpy)
 def test_every_node_has_an_executable_and_a_class():
     for name, cls, _ in BRINGUP_NODES:
         mod = importlib.import_module(f"frs_ros.nodes.{name}")
