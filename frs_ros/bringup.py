@@ -1,9 +1,9 @@
 """frs_bringup: the whole frs_ros graph in ONE process, from the same YAML as the launch file.
 
 ``launch/bringup.launch.py`` starts the same nodes as separate processes on a real ROS 2 install;
-this module brings up the same nodes (``BRINGUP_NODES``), with the same parameters file and the
-same arguments, inside one process on a ``MultiThreadedExecutor`` — where ``launch`` is not
-installed (these machines), for the demo and the tests.
+this module brings up the same nodes, with the same parameters file and the same arguments (one
+table for both: ``frs_ros.wire.launch_args``), inside one process on a ``MultiThreadedExecutor``
+— where ``launch`` is not installed (these machines), for the demo and the tests.
 
 In one process the nodes hand data over directly (no serialisation): the camera ingest node puts
 ``Frame`` s into a shared ``FrameBuffer``, the twin node puts ``TwinSnapshot`` s into a shared
