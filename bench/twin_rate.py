@@ -144,6 +144,26 @@ def run_twin(frames, backends, cfg, seconds: float, fps: float, engine=None, que
     }
 
 
+def cheap_path_cpu(frames, propagator: str = "flow") -> dict:
+    """CPU time [ms] of ``Tracker.update`` on the per-frame path alone (sim keyframe on frame 0
+    only, then ``propagator``; no background thread, so the process CPU time is this path's):
+    robust to a loaded machine, unlike wall time. Frame 0 (the keyframe) is left out."""
+    from frs_ros.twin.config import TwinConfig
+    from frs_ros.twin.tracker import Tracker
+
+    tr = Tracker(TwinConfig(propagator=propagator, keyframe_interval=10_000, coverage_drop=1e-6))
+    cpu, wall = [], []
+    for i, f in enumerate(frames):
+        c, w = time.process_time(), time.perf_counter()
+        tr.update(f)
+        if i > 0:
+            cpu.append(time.process_time() - c)
+            wall.append(time.perf_counter() - w)
+    objs = len(tr.latest().objects)
+    return {"n": len(cpu), "cpu_ms_p50": 1e3 * pct(cpu, 50), "cpu_ms_p95": 1e3 * pct(cpu, 95),
+            "wall_ms_p50": 1e3 * pct(wall, 50), "objects": objs, "fps_cpu_bound": 1.0 / max(1e-9, pct(cpu, 50))}
+
+
 def time_keyframe(backends, frame, repeats: int = 1) -> float:
     """Median wall time [s] of one keyframe (segment + label) in this thread, nothing else running."""
     ts = []
@@ -167,6 +187,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sam2-speed-rows", default="512:8,1024:8",
                     help="SAM-2 speed rows 'input_px:points_per_side,...' (untested for mask quality)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the keyframe models")
+    ap.add_argument("--cheap-only", action="store_true",
+                    help="only the per-frame path's CPU time per update (sim keyframe once, then flow), all sizes")
     ap.add_argument("--json", default="")
     ap.add_argument("--md", default="")
     a = ap.parse_args(argv)
@@ -179,6 +201,20 @@ def main(argv=None) -> int:
     from frs_ros.twin.backends import build_twin_backends
     from frs_ros.twin.config import TwinConfig
 
+    if a.cheap_only:
+        from frs_ros.sim import SimConfig, generate_episode
+
+        print("| size | propagator | updates | CPU per update p50 / p95 [ms] | wall p50 [ms] | objects | FPS if CPU-bound |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for size in a.sizes.split(","):
+            w, h = (int(x) for x in size.split("x"))
+            frames = generate_episode(10_000, split="val", n_frames=30, config=SimConfig(width=w, height=h)).frames
+            for prop in ("flow", "hold"):
+                r = cheap_path_cpu(frames, prop)
+                print(f"| {size} | {prop} | {r['n']} | {r['cpu_ms_p50']:.1f} / {r['cpu_ms_p95']:.1f} | "
+                      f"{r['wall_ms_p50']:.1f} | {r['objects']} | {r['fps_cpu_bound']:.0f} |", flush=True)
+        print(f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+        return 0
     torch.set_num_threads(a.threads)
     root = Path(a.model_dir)
     paths = {k: save_vision_model(k, root, quick=a.quick)[0] for k in ("sam2", "owlv2")}
