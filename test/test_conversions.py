@@ -169,7 +169,7 @@ def _twin():
     lost = TwinObject(track_id=7, mask=rle_encode(np.zeros((6, 8), bool)), box=(0, 0, 0, 0), area_px=0,
                       label="bottle", score=0.5, visible=False)
     return DigitalTwin(stamp_ns=1_000_000_123, frame_id="cam", intrinsics=k, objects=[obj, lost], seq=2,
-                       depth_source="sensor", start_ns=400_000_001, motion_frame="anchor"), mask
+                       depth_source="sensor", start_ns=400_000_001, motion_frame="anchor", keyframe_ns=700_000_002), mask
 
 
 def test_twin_msg_roundtrip():
@@ -180,7 +180,7 @@ def test_twin_msg_roundtrip():
     assert math.isnan(msg.objects[1].centroid.x) and msg.objects[1].depth.missing_reason == "no depth image"
     back = cv.twin_from_msg(msg)
     assert back.stamp_ns == twin.stamp_ns and back.intrinsics == twin.intrinsics
-    assert back.start_ns == 400_000_001 and back.motion_frame == "anchor"
+    assert back.start_ns == 400_000_001 and back.motion_frame == "anchor" and back.keyframe_ns == 700_000_002
     o = back.get(3)
     assert o.label == "mug" and o.alt_labels == [("cup", pytest.approx(0.1))] and o.attributes == {"color": "red"}
     np.testing.assert_array_equal(o.mask.decode(), mask)

@@ -146,6 +146,10 @@ def test_late_ground_truth_is_waited_for(ros_context, unique_name, twin_over_top
     gt = node.health.extra["ground_truth"]
     assert gt["matched"] >= 3 and gt["expired"] == 0, gt
     assert node.health.state == "ok"
+    # ~/status says how old the twin was at publish (here >= the 0.8 s ground-truth delay the frame
+    # waited) and which keyframe it rests on (inline keyframes: none in flight, never in the future)
+    ex = node.health.extra
+    assert ex["twin_age_s"] >= 0.8 and ex["keyframe_lag_s"] >= 0 and ex["keyframe_in_flight_s"] is None, ex
 
 
 def test_no_ground_truth_says_what_to_configure(ros_context, unique_name, twin_over_topics):

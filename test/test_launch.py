@@ -4,9 +4,11 @@ import ast
 import importlib
 import os
 
+import pytest
 import yaml
 
 from frs_ros import bringup
+from frs_ros.wire.launch_args import BRINGUP_NODES, LAUNCH_ARGUMENTS, parameter_overrides
 from frs_ros.wire.params import NODE_NAMES, NODE_PARAMS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,14 +30,26 @@ def _calls(tree, func):
     return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == func]
 
 
-def test_launch_nodes_match_bringup():
-    nodes = _assigned(_tree(), "NODES")
-    assert [tuple(n) for n in nodes] == [(name, when) for name, _cls, when in bringup.BRINGUP_NODES]
-    assert {n for n, _ in nodes} == set(NODE_NAMES)
+def test_launch_file_imports_the_argument_table_instead_of_copying_it():
+    tree = _tree()
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "frs_ros.wire.launch_args"
+                for a in n.names}
+    assert {"BRINGUP_NODES", "LAUNCH_ARGUMENTS", "ARGUMENT_PARAMS", "parameter_overrides"} <= imported
+    # no table of its own: no module-level literal assignment, one DeclareLaunchArgument (over LAUNCH_ARGUMENTS)
+    literals = [t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
+                if isinstance(t, ast.Name) and isinstance(n.value, (ast.Dict, ast.List, ast.Tuple))]
+    assert not literals, f"the launch file copies a table: {literals}"
+    declare = _calls(tree, "DeclareLaunchArgument")
+    assert len(declare) == 1
+    comp = [n for n in ast.walk(tree) if isinstance(n, ast.ListComp)
+            and any(getattr(g.iter, "id", "") == "LAUNCH_ARGUMENTS" for g in n.generators)]
+    assert comp and comp[0].elt is declare[0]
+    assert {n for n, _cls, _when in BRINGUP_NODES} == set(NODE_NAMES)
 
 
+@pytest.mark.ros  # imports the nodes (rclpy)
 def test_every_node_has_an_executable_and_a_class():
-    for name, cls, _ in bringup.BRINGUP_NODES:
+    for name, cls, _ in BRINGUP_NODES:
         mod = importlib.import_module(f"frs_ros.nodes.{name}")
         assert callable(mod.main), f"frs_ros.nodes.{name} needs main()"
         klass = getattr(mod, cls)
@@ -46,29 +60,33 @@ def test_every_node_has_an_executable_and_a_class():
 
 
 def test_launch_arguments_match_bringup_cli():
-    tree = _tree()
-    declared = {ast.literal_eval(c.args[0]) for c in _calls(tree, "DeclareLaunchArgument")}
-    assert declared == set(bringup.LAUNCH_ARGUMENTS)
+    names = [a.name for a in LAUNCH_ARGUMENTS]
+    assert len(names) == len(set(names))
     required = {"color_topic", "depth_topic", "camera_info_topic", "use_sim_camera", "params_file", "namespace",
                 "segmenter", "labeler", "reasoner_model"}
-    assert required <= declared
+    assert required <= set(names)
     cli = {a.dest for a in bringup.make_parser()._actions if a.dest != "help"}
-    assert cli == set(bringup.LAUNCH_ARGUMENTS)
+    assert cli == set(names)
 
 
-def test_argument_overrides_match_and_name_real_parameters():
-    table = _assigned(_tree(), "ARGUMENT_PARAMS")
-    assert {k: [tuple(x) for x in v] for k, v in table.items()} == bringup.ARGUMENT_PARAMS
-    for targets in table.values():
-        for node, param in targets:
-            assert param in {s.name for s in NODE_PARAMS[node]}, f"{node} has no parameter {param}"
+def test_argument_overrides_name_real_parameters_and_take_their_knobs_description():
+    for arg in LAUNCH_ARGUMENTS:
+        assert arg.description, f"launch argument {arg.name} has no description"
+        for node, param in arg.sets:
+            specs = {s.name: s for s in NODE_PARAMS[node]}
+            assert param in specs, f"{node} has no parameter {param}"
+            if (node, param) == arg.sets[-1]:
+                assert specs[param].description in arg.description
+    assert parameter_overrides({"segmenter": "sam2", "color_topic": "", "labeler": "none"}) == {
+        "sim_camera_node": {}, "camera_ingest_node": {}, "reasoner_node": {},
+        "digital_twin_node": {"twin.segmenter": "sam2", "twin.labeler": "none"}}
 
 
 def test_launch_uses_the_packaged_yaml_and_frs_ros_executables():
     src = open(LAUNCH, encoding="utf-8").read()
     assert '"config", "frs.yaml"' in src and os.path.isfile(os.path.join(ROOT, "config", "frs.yaml"))
     node_calls = _calls(_tree(), "Node")
-    assert len(node_calls) == 1  # one Node(...) per entry of NODES
+    assert len(node_calls) == 1  # one Node(...) per entry of BRINGUP_NODES
     kw = {k.arg: k.value for k in node_calls[0].keywords}
     assert ast.literal_eval(kw["package"]) == "frs_ros"
     assert isinstance(kw["executable"], ast.Name) and isinstance(kw["name"], ast.Name)

@@ -28,6 +28,7 @@ def test_missing_package_says_what_to_install(monkeypatch, tmp_path):
         resolve_model("smollm2-135m", cache_dir=tmp_path)
 
 
+@pytest.mark.torch
 def test_smollm2_converts_once_into_a_plain_hf_directory():
     """The real package (a default dependency): converted on first use (~30 s), then cached."""
     import importlib.util

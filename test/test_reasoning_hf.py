@@ -286,7 +286,7 @@ def test_lean_runtimes_from_config(model_dir):
         assert again.cached_tokens > 0  # the twin prefix is reused on the lean caches too
         answers[runtime] = (first.reasoning, first.target_ids, again.reasoning, again.target_ids)
     assert answers["lean-fp32"] == answers["transformers"]
-    with pytest.raises(ValueError, match="runtime must be one of"):
+    with pytest.raises(ValueError, match="reasoner.runtime = .onnx. is not one of"):
         ReasonerConfig(runtime="onnx")
     with pytest.raises(ValueError, match="runs on the CPU"):
         ReasonerConfig(runtime="lean-int8", device="cuda")

@@ -27,6 +27,7 @@ def test_config_rejects_unknown_keys(tmp_path):
     assert cfg.lr == 1.0 and cfg.nano.hidden_size == 64 and cfg.nano.num_hidden_layers == 4
 
 
+@pytest.mark.torch
 def test_cli_pipeline_tiny(tmp_path, capsys):
     teacher = save_tiny_model(tmp_path / "teacher")
     fast = {"reasoning_budgets": [4, 4, 4], "max_plan_tokens": 6, "max_new_tokens": 16}

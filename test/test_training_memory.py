@@ -5,6 +5,7 @@ import pytest
 from frs_ros.training.memory import count_params, estimate, kv_cache_bytes, lora_params
 
 
+@pytest.mark.torch
 def test_counts_and_lora_hand_computed():
     from frs_ros.reasoning.tiny import qwen3_0_6b_config, tiny_qwen3_config
 
@@ -25,6 +26,7 @@ def test_estimates_bytes():
         estimate("x", 1, "qlora")
 
 
+@pytest.mark.torch
 def test_kv_cache():
     from frs_ros.reasoning.tiny import qwen3_0_6b_config
 

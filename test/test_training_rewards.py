@@ -103,6 +103,7 @@ def test_build_judge_unknown():
         R.build_judge("gpt")
 
 
+@pytest.mark.torch
 def test_embedding_judge_offline():
     judge = R.EmbeddingJudge()
     same = judge.score("the red mug is on the left", "the red mug is on the left")

@@ -5,6 +5,8 @@ import pytest
 from frs_ros.reasoning.prompt import build_prompt, encode_prompt
 from frs_ros.training.tokenizer import UNK, fit_tokenizer, load_tokenizer
 
+pytestmark = pytest.mark.torch  # the `tokenizers` library comes with the LM stack ([lm] extra)
+
 TWIN = "twin t=0.00s img=320x240 depth=sensor objects=2 | x,y: box centre\n#1 mug x=0.31 y=0.62 z=0.84 size=0.10x0.12\n#2 bowl? x=0.12 y=0.80 z=0.75"
 ROLLOUT = '<reason>the mug holds hot drinks</reason><plan>describe(1); detect("red mug")</plan><results>describe(1): red ceramic</results><answer>1, 2</answer>'
 CORPUS = [TWIN, "Which object could hold a hot drink?", ROLLOUT]

@@ -192,3 +192,29 @@ def test_missing_model_dir_gives_actionable_error(tmp_path):
         build_twin_backends(TwinConfig(labeler="owlv2", owlv2_model=missing))
     with pytest.raises(ModelLoadError, match="DepthAnything V2.*twin.depth_model"):
         build_twin_backends(TwinConfig(depth="depth_anything_v2", depth_model=missing))
+
+
+def test_sam2_keyframes_in_the_background_with_flow_between(tiny_models):
+    """The two-tier path on tiny SAM-2 + OWLv2: keyframes land 2 frames late and are merged; the
+    twin is the same whether frame.gt is real, None or garbage; ids are unique and never reused."""
+    from frs_ros.twin.keyframes import DelayedKeyframes
+
+    cfg = _model_config(tiny_models, propagator="flow", keyframe_interval=2)
+    runs = []
+    for gt_mode in ("real", "none", "garbage"):
+        frames = _frames(6)
+        for f in frames:
+            if gt_mode == "none":
+                f.gt = None
+            elif gt_mode == "garbage":
+                f.gt.instance_map = np.random.default_rng(0).integers(0, 5, f.gt.instance_map.shape).astype(np.int32)
+        tr = Tracker(cfg, keyframe_runner=lambda work: DelayedKeyframes(work, 2))
+        twins = [tr.update(f) for f in frames]
+        assert tr.backends.propagator.name == "flow" and tr.stats["keyframes"] >= 2
+        assert not twins[0].objects and twins[-1].keyframe_ns < twins[-1].stamp_ns  # masks from an earlier frame
+        for t in twins:
+            assert len(set(t.ids())) == len(t.ids())
+            for o in t.objects:
+                assert o.keyframe_ns <= t.stamp_ns and (o.visible or o.depth.source == "sensor")
+        runs.append(_fingerprint(twins))
+    assert runs[0] == runs[1] == runs[2]

@@ -1,3 +1,4 @@
+import pytest
 import numpy as np
 from frs_ros.twin.config import TwinConfig
 from frs_ros.twin.serialize import bpe_counter, count_tokens_proxy, naive_json, token_report, twin_to_text
@@ -40,6 +41,7 @@ def test_text_format_is_compact_stable_and_informative():
     assert "showing 2, 1 small/lost omitted" in short and " #1 x=" not in short  # the lost one goes first
     assert short.splitlines()[-1] == lines[4]  # facts count every object, listed or not
 
+@pytest.mark.torch
 def test_text_is_smaller_than_naive_json():
     twins = _twins()
     rep = token_report(twins)

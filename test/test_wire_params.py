@@ -7,6 +7,7 @@ import re
 import pytest
 
 from frs_ros.wire import params as P
+from frs_ros.knobs import field_default, knob_of
 from frs_ros.reasoning.config import ReasonerConfig
 from frs_ros.twin.config import TwinConfig
 
@@ -59,8 +60,35 @@ def test_core_configs_are_fully_exposed():
     assert reasoner == {f"reasoner.{n}" for n in ReasonerConfig.__dataclass_fields__}
     for s in P.NODE_PARAMS["digital_twin_node"] + P.NODE_PARAMS["reasoner_node"]:
         assert s.description, f"{s.name} has no description"
-    # described from the config docstrings (or the table in params.py)
-    assert P._doc_of(TwinConfig, "retire_after_s").startswith("a track not seen")
+    # described once, on the field: the spec is the field's knob
+    retire = next(s for s in P.NODE_PARAMS["digital_twin_node"] if s.name == "twin.retire_after_s")
+    assert retire.knob is knob_of(TwinConfig.__dataclass_fields__["retire_after_s"])
+    assert retire.description == "remove a track not seen for this long [s]" and retire.applies == P.CONFIGURE
+
+
+def test_every_knob_is_declared_once_with_a_doc():
+    """Every field of every params/config dataclass is a knob (or a nested core config)."""
+    import dataclasses
+
+    for cls in [*P.PARAMS_CLASSES.values(), TwinConfig, ReasonerConfig]:
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(field_default(f)):
+                continue
+            k = knob_of(f)  # raises for a field declared without knob(...)
+            assert k.doc.strip(), (cls.__name__, f.name)
+            assert not k.unit or f"[{k.unit}]" not in k.doc, f"{cls.__name__}.{f.name}: the unit is written twice"
+
+
+def test_core_config_checks_come_from_the_same_knobs():
+    """The core dataclass refuses what the ROS table refuses: one range, one list of choices."""
+    with pytest.raises(ValueError, match=r"twin.keyframe_interval = 0 is outside \[1, 10000\]"):
+        TwinConfig(keyframe_interval=0)
+    with pytest.raises(ValueError, match=r"reasoner.top_p = 0.0 is outside \(0.0, 1.0\]"):
+        ReasonerConfig(top_p=0.0)
+    with pytest.raises(P.ParamError, match=r"twin.coverage_drop.*outside \(0.0, 1.0\]"):
+        P.validate_values("digital_twin_node", {"twin.coverage_drop": 0.0})
+    with pytest.raises(P.ParamError, match=r"reasoner.max_plan_tokens.*must be >= 4"):
+        P.validate_values("reasoner_node", {"reasoner.max_plan_tokens": 3})
 
 
 def test_values_map_onto_core_configs():
@@ -176,7 +204,7 @@ def test_bad_values_name_the_parameter_and_what_is_allowed(node, name, value, ma
 def test_cross_field_rules_are_checked_too():
     with pytest.raises(P.ParamError, match="clock_jump_s"):
         P.validate_values("camera_ingest_node", {"sync_slop_s": 0.5, "clock_jump_s": 0.2})
-    with pytest.raises(P.ParamError, match="top_p"):  # in the table's range [0, 1], refused by ReasonerConfig
+    with pytest.raises(P.ParamError, match="top_p"):  # (0, 1]: the minimum itself is refused
         P.validate_values("reasoner_node", {"reasoner.top_p": 0.0})
 
 
@@ -208,10 +236,13 @@ def test_invalid_values_are_refused_at_set_time_with_a_reason(ros_context, node_
         # the ROS descriptors carry the ranges too (ros2 param describe)
         for s in P.NODE_PARAMS[node_name]:
             d = node.describe_parameter(s.name)
-            if s.range is not None and s.kind == "float":
+            bounded = s.range is not None and None not in s.range  # one-sided: checked by us, not in the descriptor
+            if bounded and s.kind == "float":
                 assert (d.floating_point_range[0].from_value, d.floating_point_range[0].to_value) == s.range
-            if s.range is not None and s.kind == "int":
+            if bounded and s.kind == "int":
                 assert (d.integer_range[0].from_value, d.integer_range[0].to_value) == s.range
+            if s.range is not None and not bounded:
+                assert s.knob.range_text() in d.additional_constraints
         # read-only ones are refused by rclpy itself
         ro = next(s for s in P.NODE_PARAMS[node_name] if s.read_only)
         assert not _set(node, ro.name, ro.default).successful

@@ -213,6 +213,7 @@ def twin_to_msg(twin: DigitalTwin):
     m.depth_source = str(twin.depth_source)
     m.motion_frame = str(twin.motion_frame)
     m.start = ns_to_stamp(twin.start_ns)
+    m.keyframe_stamp = ns_to_stamp(twin.keyframe_ns)
     m.camera_info = intrinsics_to_camera_info(twin.intrinsics, header)
     m.objects = [twin_object_to_msg(o) for o in twin.objects]
     return m
@@ -225,6 +226,7 @@ def twin_from_msg(m: Any) -> DigitalTwin:
         intrinsics=intrinsics_from_camera_info(m.camera_info),
         objects=[twin_object_from_msg(o) for o in m.objects], seq=int(m.seq), depth_source=str(m.depth_source),
         motion_frame=str(m.motion_frame) or "camera", start_ns=stamp_to_ns(m.start),
+        keyframe_ns=stamp_to_ns(m.keyframe_stamp),
     )
 
 

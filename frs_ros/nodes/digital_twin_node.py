@@ -2,7 +2,12 @@
 
 Input: the newest ``Frame`` — from the shared ``FrameBuffer`` in one process, else from
 ``frs/frame/{color,depth,camera_info}`` (identical stamps; depth optional). Stale frames are
-skipped (latest frame wins), so a slow model lowers the twin rate, never adds lag.
+skipped (latest frame wins), so a slow model lowers the twin rate, never adds lag. With
+``twin.keyframes: background`` the heavy models (SAM-2 masks, OWLv2 labels) run on the tracker's own
+keyframe thread and this worker only does the per-frame path (``twin.propagator``, e.g. ``flow``),
+so the twin keeps the camera's rate; ``~/status`` reports ``twin_age_s`` (clock - camera stamp at
+publish), ``keyframe_lag_s`` (twin stamp - the keyframe it rests on), ``keyframe_in_flight_s`` and
+``keyframe_latency_s``, and ``frs/twin`` carries ``keyframe_stamp``.
 
 Output: ``frs/twin`` (frs_ros/DigitalTwin), ``frs/twin/instance_ids`` (32SC1 or mono16 image of
 track ids, the colour header), ``frs/twin/markers`` (visualization_msgs/MarkerArray), and in one
@@ -141,20 +146,26 @@ class DigitalTwinNode(LifecycleNode):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.tracker = None  # frees the models
+        self._close_tracker()  # frees the models
         self.health.set_state("unconfigured")
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_worker()
-        self.tracker = None
+        self._close_tracker()
         self.health.set_state("finalized")
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_worker()
-        self.tracker = None
+        self._close_tracker()
         return TransitionCallbackReturn.SUCCESS  # back to unconfigured: fix the parameters and configure again
+
+    def _close_tracker(self) -> None:
+        """Stop the tracker's background keyframe thread (``twin.keyframes: background``), drop the models."""
+        if self.tracker is not None:
+            self.tracker.close()
+        self.tracker = None
 
     def _stop_worker(self) -> None:
         if self._stop is not None:
@@ -258,8 +269,20 @@ class DigitalTwinNode(LifecycleNode):
         if self.twin_buffer is not None:
             self.twin_buffer.put(TwinSnapshot(twin=twin, frame=frame, tracker=self.tracker))
         self.twins += 1
-        self.health.extra.update(twins=self.twins, objects=len(twin.objects), update_s=round(self.update_s, 4))
+        self.health.extra.update(twins=self.twins, objects=len(twin.objects), update_s=round(self.update_s, 4),
+                                 **self._freshness(twin))
         return twin
+
+    def _freshness(self, twin: Any) -> dict:
+        """``~/status`` fields: twin age at publish (node clock - camera stamp [s]) and the keyframe
+        the twin rests on (its lag behind the twin [s], whether one is computing, its last latency)."""
+        now_ns = self.get_clock().now().nanoseconds
+        k = self.tracker.keyframe_status()
+        lag = (twin.stamp_ns - twin.keyframe_ns) / 1e9 if twin.keyframe_ns else None
+        return {"twin_age_s": round((now_ns - twin.stamp_ns) / 1e9, 4),
+                "keyframe_lag_s": None if lag is None else round(lag, 4),
+                "keyframe_in_flight_s": round(k["in_flight_s"], 3) if k["in_flight"] else None,
+                "keyframe_latency_s": None if k["latency_s"] != k["latency_s"] else round(k["latency_s"], 3)}
 
     def destroy_node(self) -> None:
         self._stop_worker()

@@ -40,17 +40,18 @@ def declare_node_params(node: Any, node_name: str) -> dict[str, Any]:
         kind = spec.kind
         desc = ParameterDescriptor(name=spec.name, description=spec.doc, read_only=spec.read_only)
         constraints = [f"one of: {', '.join(spec.choices)}"] if spec.choices else []
+        bounded = spec.range is not None and None not in spec.range  # ROS ranges need both ends
         if spec.range is not None and kind in ("int", "float"):
-            constraints.append(f"range [{spec.range[0]}, {spec.range[1]}]")
+            constraints.append(f"range {spec.knob.range_text()}")
         if kind == "float":
             desc.dynamic_typing = True
             constraints.append("finite")
-            if spec.range is not None:
+            if bounded:
                 desc.floating_point_range = [FloatingPointRange(from_value=float(spec.range[0]), to_value=float(spec.range[1]),
                                                                 step=0.0)]
         else:
             desc.type = type_of[kind]
-            if kind == "int" and spec.range is not None:
+            if kind == "int" and bounded:
                 desc.integer_range = [IntegerRange(from_value=int(spec.range[0]), to_value=int(spec.range[1]), step=0)]
         desc.additional_constraints = "; ".join(constraints)
         default = list(spec.default) if isinstance(spec.default, (list, tuple)) else spec.default

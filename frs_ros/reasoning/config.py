@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 
 from frs_ros.config_util import dataclass_from_mapping
+from frs_ros.knobs import check_knobs, knob
 
 BACKENDS = ("hf", "oracle")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -26,82 +27,55 @@ class InvalidQueryError(ValueError):
 
 @dataclass(frozen=True)
 class ReasonerConfig:
-    """Every knob of the reasoner. Units in brackets.
+    """Every knob of the reasoner: each field's doc, unit, range and choices are in its ``knob(...)``
+    (:mod:`frs_ros.knobs`; ``config/frs.yaml`` lists them under ``reasoner.``).
 
-    backend: 'hf' (Hugging Face causal LM) | 'oracle' (ground-truth teacher, sim only).
-    model: HF hub id or local directory of the causal LM; adapter: optional LoRA dir (peft),
-        merged into the weights at load time ('' = none).
-    local_files_only: never try the hub (these machines have no hub access).
-    device: torch device ('cpu', 'cuda', 'cuda:0'); dtype: 'float32' | 'bfloat16' | 'float16'.
     runtime: how the 'hf' model runs (:mod:`frs_ros.reasoning.lm`): 'transformers' (its own
-        forward; any architecture, any device) | 'lean-int8' (CPU, Qwen3 and Llama families:
-        :class:`frs_ros.reasoning.lm.lean.LeanDecoder` with int8 weights, the native C kernel
-        where a C compiler is present — the fast edge path) | 'lean-fp32' (the same decode loop,
-        float weights).
-    max_new_tokens [tokens]: hard cap on model-chosen tokens of one rollout.
-    reasoning_budgets [tokens]: ``<reason>`` budget per estimated difficulty 1, 2, 3
-        (PixelThink-style); when reached, ``</reason>`` is forced.
-    max_plan_tokens [tokens]: cap of one ``<plan>`` (then ``</plan>`` is forced).
-    max_tool_rounds: at most this many ``<plan>`` rounds, then ``<answer>`` is forced.
-    use_tools: False = never pause for tools (no ``<plan>``; the oracle answers without them).
-    temperature: 0 = greedy; > 0 samples (GRPO); top_p: nucleus mass when sampling.
-    seed: RNG seed of sampling.
-    use_cache_reuse: reuse KV caches of [prefix] and [prefix + twin] across queries.
-    cache_entries: how many prefix KV caches to keep (LRU).
-    constrain_answer: inside ``<answer>`` only valid twin ids, ", ", "none", ``</answer>``.
-    max_query_chars [chars]: longer queries are rejected (InvalidQueryError).
-    chat_markers: wrap the prompt in Qwen chat markers (see ``prompt.build_prompt``).
+    forward; any architecture, any device) | 'lean-int8' (CPU, Qwen3 and Llama families:
+    :class:`frs_ros.reasoning.lm.lean.LeanDecoder` with int8 weights, the native C kernel where a C
+    compiler is present) | 'lean-fp32' (the same decode loop, float weights). When
+    ``reasoning_budgets`` is reached, ``</reason>`` is forced (PixelThink-style); when
+    ``max_plan_tokens`` is, ``</plan>``; after ``max_tool_rounds``, ``<answer>``.
     """
 
-    backend: str = "hf"
-    model: str = "Qwen/Qwen3-0.6B"
-    adapter: str = ""
-    local_files_only: bool = False
-    device: str = "cpu"
-    dtype: str = "float32"
-    runtime: str = "transformers"
-    max_new_tokens: int = 256
-    reasoning_budgets: tuple[int, ...] = (24, 40, 64)
-    max_plan_tokens: int = 48
-    max_tool_rounds: int = 2
-    use_tools: bool = True
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int = 0
-    use_cache_reuse: bool = True
-    cache_entries: int = 4
-    constrain_answer: bool = True
-    max_query_chars: int = 512
-    chat_markers: bool = True
+    backend: str = knob("hf", doc="hf (causal LM student) | oracle (ground-truth teacher, simulated scenes only)",
+                        choices=BACKENDS)
+    model: str = knob("Qwen/Qwen3-0.6B", doc="causal LM: built-in name (smollm2-135m: the pip-packaged base of the "
+                      "shipped student), hub id or local directory")
+    adapter: str = knob("", doc="LoRA adapter directory merged at load time ('' = none; the shipped student: "
+                        "<share>/models/smollm2_student)")
+    local_files_only: bool = knob(False, doc="never try the hub (offline robots)")
+    device: str = knob("cpu", doc="torch device of the LM (cpu, cuda, cuda:0)")
+    dtype: str = knob("float32", doc="LM weights dtype: float32 | bfloat16 | float16", choices=DTYPES)
+    runtime: str = knob("transformers", doc="how the LM runs; lean-int8 = CPU, Qwen3 and Llama families, int8 weights "
+                        "on the native kernel (the fast edge path)", choices=RUNTIMES)
+    max_new_tokens: int = knob(256, doc="hard cap on generated tokens of one rollout", unit="tokens", range=(8, 100000))
+    reasoning_budgets: tuple[int, ...] = knob((24, 40, 64), doc="<reason> token budget per estimated difficulty 1, 2, 3",
+                                              unit="tokens")
+    max_plan_tokens: int = knob(48, doc="cap of one <plan>", unit="tokens", range=(4, None))
+    max_tool_rounds: int = knob(2, doc="at most this many <plan> rounds before <answer> is forced", range=(0, None))
+    use_tools: bool = knob(True, doc="pause for tools; false = never (no <plan>; the oracle answers without them)")
+    temperature: float = knob(0.0, doc="sampling temperature; 0 = greedy (> 0 samples, as in GRPO)", range=(0.0, 10.0))
+    top_p: float = knob(1.0, doc="nucleus mass when sampling", range=(0.0, 1.0), min_exclusive=True)
+    seed: int = knob(0, doc="RNG seed of sampling")
+    use_cache_reuse: bool = knob(True, doc="reuse KV caches of the prompt prefix and the twin across queries")
+    cache_entries: int = knob(4, doc="prefix KV caches kept (LRU)", range=(1, 1024))
+    constrain_answer: bool = knob(True, doc="inside <answer> allow only valid twin ids, 'none' and separators")
+    max_query_chars: int = knob(512, doc="longer goal queries are rejected (InvalidQueryError)", unit="chars",
+                                range=(1, 100000))
+    chat_markers: bool = knob(True, doc="wrap the prompt in Qwen chat markers (see prompt.build_prompt)")
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ReasonerConfigError(f"reasoner.backend must be one of {BACKENDS}, got {self.backend!r}")
-        if self.dtype not in DTYPES:
-            raise ReasonerConfigError(f"reasoner.dtype must be one of {DTYPES}, got {self.dtype!r}")
-        if self.runtime not in RUNTIMES:
-            raise ReasonerConfigError(f"reasoner.runtime must be one of {RUNTIMES}, got {self.runtime!r}")
+        check_knobs(self, "reasoner", ReasonerConfigError)
         if self.runtime != "transformers" and (self.device != "cpu" or self.dtype != "float32"):
             raise ReasonerConfigError(
                 f"reasoner.runtime={self.runtime!r} runs on the CPU from float32 weights: set device: cpu and "
                 f"dtype: float32, or runtime: transformers (got device={self.device!r}, dtype={self.dtype!r})"
             )
-        if self.max_new_tokens < 8:
-            raise ReasonerConfigError(f"reasoner.max_new_tokens must be >= 8, got {self.max_new_tokens}")
         if not self.reasoning_budgets or any(int(b) < 1 for b in self.reasoning_budgets):
             raise ReasonerConfigError(
                 f"reasoner.reasoning_budgets must list positive token budgets per difficulty, got {self.reasoning_budgets}"
             )
-        if self.max_plan_tokens < 4 or self.max_tool_rounds < 0:
-            raise ReasonerConfigError("reasoner.max_plan_tokens must be >= 4 and max_tool_rounds >= 0")
-        if self.temperature < 0 or not (0 < self.top_p <= 1):
-            raise ReasonerConfigError(
-                f"reasoner.temperature must be >= 0 and top_p in (0, 1], got {self.temperature}, {self.top_p}"
-            )
-        if self.cache_entries < 1:
-            raise ReasonerConfigError(f"reasoner.cache_entries must be >= 1, got {self.cache_entries}")
-        if self.max_query_chars < 1:
-            raise ReasonerConfigError(f"reasoner.max_query_chars must be >= 1, got {self.max_query_chars}")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "ReasonerConfig":

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from frs_ros.config_util import dataclass_from_mapping
+from frs_ros.knobs import check_knobs, knob
 
 #: Default open vocabulary for OWLv2 on real scenes (household / tabletop objects).
 HOUSEHOLD_VOCABULARY: tuple[str, ...] = (
@@ -14,6 +15,10 @@ HOUSEHOLD_VOCABULARY: tuple[str, ...] = (
     "apple", "banana", "orange", "sponge", "towel", "toy", "ball", "plant", "vase",
     "lamp", "chair", "table", "shoe", "bag", "jar", "tool", "screwdriver", "hammer",
 )
+
+
+#: ``TwinConfig.propagator`` values (see ``frs_ros.twin.backends.build_propagator``)
+PROPAGATORS: tuple[str, ...] = ("segmenter", "flow", "sim", "sam2", "hold")
 
 
 class TwinConfigError(ValueError):
@@ -38,82 +43,77 @@ def model_load_error(what: str, model_id: str, config_key: str, cause: BaseExcep
 
 @dataclass(frozen=True)
 class TwinConfig:
-    """Every knob of the twin. Units in brackets.
-
-    segmenter: 'sim' (simulator ground-truth instance masks) | 'sam2'.
-    labeler: 'sim' (ground-truth categories, optionally noisy) | 'owlv2' | 'none'.
-    depth: 'sensor' (depth camera only; NaN stats with a reason when a frame has none) |
-        'depth_anything_v2' (depth camera when the frame has depth, else the model).
-    keyframe_interval [frames]: segment + label every N frames; between keyframes masks are
-        propagated (sam2 video / sim ids) or associated.
-    coverage_drop: a frame becomes a keyframe early when the tracked visible area falls below
-        this fraction of the area at the last keyframe (objects left or were lost).
-    retire_after_s [s]: a track not seen for this long is removed.
-    points_per_side: SAM-2 automatic-mask point grid (points_per_side**2 prompts).
-    min_mask_area_px [px]: smaller masks are ignored (noise, slivers).
-    label_vocabulary: OWLv2 text queries; empty = HOUSEHOLD_VOCABULARY.
-    label_noise: sim labeler: probability that a label is replaced by a synonym/confusion.
-    num_threads: torch intra-op threads for the model backends (0 = torch's default); on a
-        shared small CPU, 1-2 is much faster than oversubscribing.
-    ego_motion: estimate camera motion from static objects when frames carry no
-        ``extras['T_world_camera']`` (see ``frs_ros.twin.ego``); ego_inlier_m [m]: RANSAC inlier radius.
-    seed: RNG seed of the sim label noise (deterministic twins for tests and data).
-    colors: name each object's dominant colour at keyframes and when it is first seen (the
-        ``describe`` rule; ~1 ms per object); the twin text then leads each line with it, so a
-        colour query needs no tool call.
+    """Every knob of the twin: each field's doc, unit, range and choices are in its ``knob(...)``
+    (:mod:`frs_ros.knobs`; ``config/frs.yaml`` lists them under ``twin.``).
     """
 
-    segmenter: str = "sim"
-    labeler: str = "sim"
-    depth: str = "sensor"
-    sam2_model: str = "facebook/sam2.1-hiera-tiny"
-    owlv2_model: str = "google/owlv2-base-patch16-ensemble"
-    depth_model: str = "depth-anything/Depth-Anything-V2-Small-hf"
-    device: str = "cpu"
-    num_threads: int = 0
-    keyframe_interval: int = 10
-    coverage_drop: float = 0.7
-    retire_after_s: float = 5.0
-    points_per_side: int = 16
-    points_per_batch: int = 64
-    pred_iou_thresh: float = 0.7
-    stability_score_thresh: float = 0.85
-    mask_nms_iou: float = 0.7
-    min_mask_area_px: int = 30
-    max_objects: int = 64
-    label_vocabulary: tuple[str, ...] = ()
-    label_score_thresh: float = 0.1
-    detect_score_thresh: float = 0.1
-    label_noise: float = 0.0
-    seed: int = 0
-    assoc_min_iou: float = 0.2
-    assoc_max_centroid_m: float = 0.3
-    assoc_max_area_ratio: float = 2.5
-    match_iou: float = 0.5
-    move_threshold_m: float = 0.05
-    ego_motion: bool = True
-    ego_inlier_m: float = 0.05
-    velocity_window_s: float = 1.0
-    history_len: int = 120
-    colors: bool = True
+    segmenter: str = knob("sim", doc="instance segmentation: sim (simulator ground truth) | sam2", choices=("sim", "sam2"))
+    labeler: str = knob("sim", doc="open-vocabulary labels: sim (ground-truth categories, optionally noisy) | owlv2 | none",
+                        choices=("sim", "owlv2", "none"))
+    depth: str = knob("sensor", doc="depth source: sensor (depth camera only; NaN stats with a reason when a frame has "
+                      "none) | depth_anything_v2 (camera depth when present, else the model)",
+                      choices=("sensor", "depth_anything_v2"))
+    sam2_model: str = knob("facebook/sam2.1-hiera-tiny", doc="SAM-2 hub id or local directory")
+    owlv2_model: str = knob("google/owlv2-base-patch16-ensemble", doc="OWLv2 hub id or local directory")
+    depth_model: str = knob("depth-anything/Depth-Anything-V2-Small-hf", doc="Depth-Anything-V2 hub id or local directory")
+    device: str = knob("cpu", doc="torch device of the vision models (cpu, cuda, cuda:0)")
+    num_threads: int = knob(0, doc="torch intra-op threads for the model backends (0 = torch's default); on a shared "
+                            "small CPU, 1-2 is much faster than oversubscribing", range=(0, None))
+    keyframe_interval: int = knob(10, doc="segment + label every N frames; masks are propagated (sam2 video / sim ids) "
+                                  "or associated in between", unit="frames", range=(1, 10000))
+    coverage_drop: float = knob(0.7, doc="keyframe early when the tracked visible area falls below this fraction of "
+                                "the area at the last keyframe (objects left or were lost)", range=(0.0, 1.0),
+                                min_exclusive=True)
+    retire_after_s: float = knob(5.0, doc="remove a track not seen for this long", unit="s", range=(0.0, 3600.0))
+    points_per_side: int = knob(16, doc="SAM-2 automatic-mask point grid (points_per_side^2 prompts)", range=(1, 128))
+    points_per_batch: int = knob(64, doc="SAM-2 prompts per forward pass")
+    pred_iou_thresh: float = knob(0.7, doc="SAM-2 predicted-IoU threshold for keeping a mask")
+    stability_score_thresh: float = knob(0.85, doc="SAM-2 stability-score threshold for keeping a mask")
+    mask_nms_iou: float = knob(0.7, doc="masks overlapping more than this IoU are suppressed")
+    min_mask_area_px: int = knob(30, doc="ignore masks smaller than this (noise, slivers)", unit="px")
+    max_objects: int = knob(64, doc="at most this many objects in the twin")
+    label_vocabulary: tuple[str, ...] = knob((), doc="OWLv2 text queries; empty = built-in household vocabulary "
+                                             "(HOUSEHOLD_VOCABULARY)")
+    label_score_thresh: float = knob(0.1, doc="OWLv2 score below which a label is not given")
+    detect_score_thresh: float = knob(0.1, doc="OWLv2 score threshold of the detect() tool")
+    label_noise: float = knob(0.0, doc="sim labeler: probability a label is replaced by a synonym/confusion",
+                              range=(0.0, 1.0))
+    seed: int = knob(0, doc="RNG seed of the sim label noise (deterministic twins for tests and data)")
+    assoc_min_iou: float = knob(0.2, doc="least mask IoU to associate a new mask with a track")
+    assoc_max_centroid_m: float = knob(0.3, doc="largest 3-D centroid jump to associate a mask with a track", unit="m")
+    assoc_max_area_ratio: float = knob(2.5, doc="largest ratio of mask areas to associate a mask with a track")
+    match_iou: float = knob(0.5, doc="IoU at which a segmented mask is the same object as a propagated one")
+    move_threshold_m: float = knob(0.05, doc="displacement above which an object counts as moved", unit="m")
+    ego_motion: bool = knob(True, doc="estimate camera motion from static objects when frames carry no "
+                            "extras['T_world_camera'] (see frs_ros.twin.ego)")
+    ego_inlier_m: float = knob(0.05, doc="ego-motion RANSAC inlier radius", unit="m")
+    velocity_window_s: float = knob(1.0, doc="window of centroid history for the velocity estimate", unit="s")
+    history_len: int = knob(120, doc="centroid samples kept per track")
+    colors: bool = knob(True, doc="name each object's dominant colour at keyframes and when it is first seen (the "
+                        "describe rule; ~1 ms per object); the twin text then leads each line with it, so a colour "
+                        "query needs no tool call")
+    propagator: str = knob("segmenter", doc="what moves the tracked masks on every frame (the cheap path): segmenter "
+                           "(the segmenter's own propagation: sim ids / SAM-2 video memory) | flow (DIS optical flow, "
+                           "milliseconds, colour only) | sim | sam2 | hold (keep the last mask; a baseline)",
+                           choices=PROPAGATORS)
+    keyframes: str = knob("inline", doc="where keyframe segmentation + labelling run: inline (inside update, which then "
+                          "takes as long as the models) | background (a worker thread; update never waits for it, and a "
+                          "keyframe's masks are brought forward to the frame it lands on)",
+                          choices=("inline", "background"))
+    keyframe_cpu_budget: float = knob(1.0, doc="background keyframes: largest fraction of wall time the worker may spend "
+                                      "in the models; after a keyframe of T s the next starts no sooner than "
+                                      "T x (1/budget - 1) s after it (1 = back to back)", range=(0.0, 1.0),
+                                      min_exclusive=True)
+    keyframe_nice: int = knob(10, doc="background keyframes: niceness added to the worker thread (Linux), so the "
+                              "per-frame path wins the CPU when both want it; 0 = same priority", range=(0, 19))
+    flow_max_side: int = knob(320, doc="the flow propagator computes flow on a grey image scaled down to this longer "
+                              "side (and scales it back)", unit="px", range=(16, None))
+    flow_depth_gate_m: float = knob(0.15, doc="flow propagator: a warped mask pixel whose depth differs from the depth "
+                                    "it came from by more than this is dropped (an occluder moved over the object); "
+                                    "0 = no gate", unit="m", range=(0.0, None))
 
     def __post_init__(self) -> None:
-        if self.segmenter not in ("sim", "sam2"):
-            raise TwinConfigError(f"twin.segmenter must be 'sim' or 'sam2', got {self.segmenter!r}")
-        if self.labeler not in ("sim", "owlv2", "none"):
-            raise TwinConfigError(f"twin.labeler must be 'sim', 'owlv2' or 'none', got {self.labeler!r}")
-        if self.depth not in ("sensor", "depth_anything_v2"):
-            raise TwinConfigError(f"twin.depth must be 'sensor' or 'depth_anything_v2', got {self.depth!r}")
-        if self.keyframe_interval < 1:
-            raise TwinConfigError(f"twin.keyframe_interval must be >= 1 frame, got {self.keyframe_interval}")
-        if self.retire_after_s < 0:
-            raise TwinConfigError(f"twin.retire_after_s must be >= 0 s, got {self.retire_after_s}")
-        if self.points_per_side < 1:
-            raise TwinConfigError(f"twin.points_per_side must be >= 1, got {self.points_per_side}")
-        if not 0.0 <= self.label_noise <= 1.0:
-            raise TwinConfigError(f"twin.label_noise is a probability in [0, 1], got {self.label_noise}")
-        if not 0.0 < self.coverage_drop <= 1.0:
-            raise TwinConfigError(f"twin.coverage_drop must be in (0, 1], got {self.coverage_drop}")
+        check_knobs(self, "twin", TwinConfigError)
 
     @property
     def vocabulary(self) -> tuple[str, ...]:

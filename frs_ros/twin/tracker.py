@@ -243,11 +243,13 @@ class Tracker:
         """Background keyframes: ``in_flight`` (bool), ``in_flight_s`` (age of the one computing
         [s]), ``keyframe_ns`` (stamp of the last merged keyframe, 0 = none), ``latency_s`` /
         ``model_s`` (of the last landed one [s], NaN before) and ``lag_frames`` (frames between
-        its keyframe and the frame it was merged into)."""
+        its keyframe and the frame it was merged into), ``next_in_s`` (how long the CPU budget
+        holds the next keyframe back [s])."""
         with self._lock:
             f, age = self._runner.in_flight() if self._runner is not None else (None, 0.0)
             return {"in_flight": f is not None, "in_flight_s": age, "keyframe_ns": self._keyframe_ns,
-                    "latency_s": self._last_latency_s, "model_s": self._model_s, "lag_frames": self._lag_frames}
+                    "latency_s": self._last_latency_s, "model_s": self._model_s, "lag_frames": self._lag_frames,
+                    "next_in_s": max(0.0, self._next_key_s - time.monotonic())}
 
     def wait_keyframe(self, timeout_s: float) -> bool:
         """Block until the background keyframe in flight has finished computing (tests and
@@ -322,7 +324,7 @@ class Tracker:
         """A keyframe's masks (in this frame) merged with the propagated ones, in place.
 
         A fresh mask that matches a propagated one (IoU >= ``match_iou``) replaces it (corrects
-        drift); the others are associated to lost tracks (``_associate``), and the rest, when not
+        drift); a propagated mask that no fresh one overlaps is dropped (the track is lost); the others are associated to lost tracks (``_associate``), and the rest, when not
         mostly covered by tracked masks, are new objects. Returns ({track id: candidate index}
         of the tracks the keyframe saw, candidate indices of new objects).
         """
@@ -343,6 +345,12 @@ class Tracker:
                 leftovers.append(ci)
         for tid, ci in matched.items():
             observed[tid] = cands[ci]
+        # the keyframe is the authority: a propagated mask no keyframe mask overlaps (IoU <
+        # assoc_min_iou) is a track the propagator kept on nothing (flow/hold keep a mask where an
+        # object left); it is lost now, and re-associated when a keyframe finds it again
+        for tid in [t for t in observed if t not in matched]:
+            if all(mask_iou(c, observed[tid], empty=0.0) < self.config.assoc_min_iou for c in cands):
+                del observed[tid]
         lost = [tid for tid in self._tracks if tid not in observed]
         sub = [cands[i] for i in leftovers]
         re_found, rest = self._associate(sub, frame, depth, source, lost)

@@ -1,76 +1,69 @@
-"""Every ROS parameter of every node, in one table; read once into frozen dataclasses.
+"""Every ROS parameter of every node, derived from the knobs of the nodes' params dataclasses.
 
-The table (``NODE_PARAMS``) is the single source: nodes declare their parameters from it
-(``declare_node_params``: ``ParameterDescriptor`` with description, ``FloatingPointRange`` /
-``IntegerRange``, allowed values, read-only where a value cannot change at run time),
-``config/frs.yaml`` is rendered from it (``python -m frs_ros.wire.params > config/frs.yaml``;
-the tests check they agree), and ``*Params.from_values`` turn the values into frozen dataclasses
-that carry the core ``TwinConfig`` / ``ReasonerConfig``. ROS-free: declaring them on a node is :mod:`frs_ros.nodes.params`.
+Each knob is described once, as a field of a frozen dataclass (:mod:`frs_ros.knobs`): the node
+knobs in the ``*Params`` classes below, the core knobs in ``TwinConfig`` / ``ReasonerConfig``
+(under the prefixes ``twin.`` / ``reasoner.``: one ROS parameter per field, same name, same
+default unless ``ROS_DEFAULTS`` says otherwise). ``NODE_PARAMS`` is derived from them; from it nodes
+declare their parameters (:mod:`frs_ros.nodes.params`: ``ParameterDescriptor`` with description,
+``FloatingPointRange`` / ``IntegerRange``, allowed values, read-only), ``config/frs.yaml`` is
+rendered (``python -m frs_ros.wire.params > config/frs.yaml``; a test checks they agree), and the
+launch arguments take their descriptions (:mod:`frs_ros.wire.launch_args`). ROS-free.
 
-One validation path (``validate_values``: type, finite numbers, range, choices, then the
-dataclasses' own checks) serves start-up (``declare_node_params``), every ``set_parameters`` at
-run time (an on-set-parameters callback: a bad value is refused with a reason naming the
-parameter and what is allowed; the node keeps the old value) and each lifecycle configure
-(``read_node_params``). When a parameter applies (``ParamSpec.applies``), said in its descriptor
-and in the YAML:
+One validation path (``validate_values``: type, then each knob's range and choices, then the
+dataclasses' own cross-field rules) serves start-up, every ``set_parameters`` at run time (a bad
+value is refused with a reason naming the parameter and what is allowed; the node keeps the old
+value) and each lifecycle configure. When a parameter applies (``Knob.applies``), said in its
+descriptor and in the YAML:
 
 - ``start``: read-only, set at start (topics, QoS, the camera rate, the goal policy);
 - ``runtime``: a change takes effect at once: ``node.params`` is replaced (a goal reads it when it
   starts, so a goal already running keeps the values it started with);
 - ``configure``: accepted at run time, applied at the next configure of the lifecycle node (the
   models and the core configs ``twin.*`` / ``reasoner.*`` are built there).
-
-Core knobs appear under the prefixes ``twin.`` and ``reasoner.``: one ROS parameter per field
-of ``TwinConfig`` / ``ReasonerConfig`` (same name, same default), so a new core knob becomes a
-parameter automatically (and the YAML test says to regenerate the YAML).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from frs_ros.reasoning.config import BACKENDS, DTYPES, RUNTIMES, ReasonerConfig
+from frs_ros.knobs import APPLIES_NOTE, CONFIGURE, RUNTIME, START, Knob, field_default, knob, knob_of
+from frs_ros.reasoning.config import ReasonerConfig
 from frs_ros.twin.config import TwinConfig
+from frs_ros.wire.goals import MAX_GOAL_TIMEOUT_S
 
 NODE_NAMES = ("sim_camera_node", "camera_ingest_node", "digital_twin_node", "reasoner_node")
 
-#: The longest time budget of a goal [s] (``goals.MAX_GOAL_TIMEOUT_S``; kept equal by a test):
-#: ``default_timeout_s``'s upper bound.
-MAX_GOAL_TIMEOUT_S = 3600.0
 
-
-#: When a parameter change applies (``ParamSpec.applies``); see the module docstring.
-START, RUNTIME, CONFIGURE = "start", "runtime", "configure"
-APPLIES_NOTE = {
-    START: "read-only: set at start",
-    RUNTIME: "settable at run time, takes effect at once",
-    CONFIGURE: "settable at run time, applied at the next configure",
-}
+class ParamError(ValueError):
+    """A parameter value is invalid; the message names the parameter and what is allowed."""
 
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One parameter: ROS name (dots nest in YAML), default, description [with units].
+    """One ROS parameter: its name (dots nest in YAML), default, and the knob it comes from.
 
-    applies: START (read-only) | RUNTIME (takes effect at once) | CONFIGURE (lifecycle nodes:
-    applied at the next configure); range: (min, max) for numbers (inclusive); choices: allowed
-    strings. Floats must be finite.
+    applies: the knob's, or CONFIGURE for the knobs of a core config (built at configure).
     """
 
     name: str
     default: Any
-    description: str
-    applies: str = START
-    range: Optional[tuple[float, float]] = None
-    choices: tuple[str, ...] = ()
+    knob: Knob
+    applies: str
 
-    def __post_init__(self) -> None:
-        if self.applies not in APPLIES_NOTE:
-            raise ValueError(f"parameter {self.name}: applies must be one of {list(APPLIES_NOTE)}, got {self.applies!r}")
+    @property
+    def description(self) -> str:
+        return self.knob.description
+
+    @property
+    def range(self) -> Optional[tuple[Optional[float], Optional[float]]]:
+        return self.knob.range
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return self.knob.choices
 
     @property
     def read_only(self) -> bool:
@@ -88,7 +81,8 @@ class ParamSpec:
             return f"one of {list(self.choices)}"
         if kind in ("int", "float"):
             what = "an integer" if kind == "int" else "a finite number"
-            return what + (f" in [{self.range[0]}, {self.range[1]}]" if self.range is not None else "")
+            return what + (f" in {self.knob.range_text()}" if self.range and None not in self.range
+                           else f" {self.knob.range_text()}" if self.range else "")
         return {"bool": "true or false", "str": "a string", "int_array": "a list of integers",
                 "str_array": "a list of strings"}[kind]
 
@@ -110,159 +104,128 @@ class ParamSpec:
         raise TypeError(f"parameter {self.name}: unsupported default {d!r}")
 
 
+class _NodeParams:
+    """``from_values``: the frozen params dataclass from checked flat values (``resolve_values``)."""
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> Any:
+        kw: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            default = field_default(f)
+            if dataclasses.is_dataclass(default):  # a core config: its knobs are 'name.*'
+                prefix = f.name + "."
+                try:
+                    kw[f.name] = type(default).from_dict({k[len(prefix):]: v for k, v in values.items()
+                                                          if k.startswith(prefix)})
+                except ValueError as exc:
+                    raise ParamError(f"invalid {f.name}.* parameters: {exc}") from exc
+            else:
+                kw[f.name] = values[f.name]
+        return cls(**kw)
+
+
 CAMERA_TOPICS = dict(
     color="/camera/color/image_raw",
     depth="/camera/aligned_depth_to_color/image_raw",
     info="/camera/color/camera_info",
 )
 
-_SIM_CAMERA = [
-    ParamSpec("color_topic", CAMERA_TOPICS["color"], "topic of the published colour image (rgb8)"),
-    ParamSpec("depth_topic", CAMERA_TOPICS["depth"], "topic of the published depth image aligned to colour; '' = colour-only camera"),
-    ParamSpec("camera_info_topic", CAMERA_TOPICS["info"], "topic of the published camera_info"),
-    ParamSpec("depth_encoding", "16UC1", "depth encoding: 16UC1 [mm, 0 = invalid] like RealSense/Azure drivers, or 32FC1 [m, NaN = invalid]",
-              choices=("16UC1", "32FC1")),
-    ParamSpec("frame_id", "camera_color_optical_frame", "frame_id of every published header (camera optical frame)"),
-    ParamSpec("rate_hz", 10.0, "publishing rate [Hz]", range=(0.1, 120.0)),
-    ParamSpec("seed", 0, "episode seed of the simulated world", range=(0, 2**31 - 1)),
-    ParamSpec("split", "test", "query/template split of the simulated world", choices=("train", "val", "test")),
-    ParamSpec("n_frames", 30, "frames per episode (>= 8 for object events and temporal queries)", range=(2, 100000)),
-    ParamSpec("width", 320, "image width [px]", range=(32, 4096)),
-    ParamSpec("height", 240, "image height [px]", range=(32, 4096)),
-    ParamSpec("loop", True, "restart the episode after its last frame (else keep publishing the last frame)"),
-    ParamSpec("publish_ground_truth", True,
-              "publish /frs/sim/instance_ids (32SC1) and /frs/sim/objects (JSON) for the sim twin backend in another process"),
-]
 
-_INGEST = [
-    ParamSpec("color_topic", CAMERA_TOPICS["color"], "colour image topic (rgb8, bgr8 or mono8)"),
-    ParamSpec("depth_topic", CAMERA_TOPICS["depth"],
-              "depth image topic aligned to colour (16UC1 [mm] or 32FC1 [m]); '' = colour-only camera (depth then from twin.depth)"),
-    ParamSpec("camera_info_topic", CAMERA_TOPICS["info"], "camera_info topic of the colour stream"),
-    ParamSpec("qos_reliability", "best_effort", "subscription reliability: best_effort (sensor-data QoS, default) or reliable",
-              choices=("best_effort", "reliable")),
-    ParamSpec("qos_depth", 5, "subscription queue depth [messages]", range=(1, 100)),
-    ParamSpec("sync_slop_s", 0.05, "largest stamp spread within a colour/depth/camera_info set [s]", range=(0.0, 1.0)),
-    ParamSpec("sync_queue_size", 5, "messages kept per stream while waiting for partners", range=(1, 100)),
-    ParamSpec("republish", True,
-              "republish each synchronised set on /frs/frame/{color,depth,camera_info} with identical stamps (the cross-process hand-off; record these)"),
-    ParamSpec("clock_jump_s", 1.0,
-              "a set stamped this much older than the last accepted one is a clock jump (bag loop, simulator restart, "
-              "NTP step), not a late message: the synchroniser resets and goes on from the new stamps [s] "
-              "(must exceed sync_slop_s)", range=(0.01, 3600.0)),
-    ParamSpec("stall_warn_s", 5.0, "warn (throttled) when no synchronised frame came for this long [s]", applies=RUNTIME,
-              range=(0.5, 3600.0)),
-]
+@dataclass(frozen=True)
+class SimCameraParams(_NodeParams):
+    color_topic: str = knob(CAMERA_TOPICS["color"], doc="topic of the published colour image (rgb8)")
+    depth_topic: str = knob(CAMERA_TOPICS["depth"], doc="topic of the published depth image aligned to colour; "
+                            "'' = colour-only camera")
+    camera_info_topic: str = knob(CAMERA_TOPICS["info"], doc="topic of the published camera_info")
+    depth_encoding: str = knob("16UC1", doc="depth encoding: 16UC1 [mm, 0 = invalid] like RealSense/Azure drivers, "
+                               "or 32FC1 [m, NaN = invalid]", choices=("16UC1", "32FC1"))
+    frame_id: str = knob("camera_color_optical_frame", doc="frame_id of every published header (camera optical frame)")
+    rate_hz: float = knob(10.0, doc="publishing rate", unit="Hz", range=(0.1, 120.0))
+    seed: int = knob(0, doc="episode seed of the simulated world", range=(0, 2**31 - 1))
+    split: str = knob("test", doc="query/template split of the simulated world", choices=("train", "val", "test"))
+    n_frames: int = knob(30, doc="frames per episode (>= 8 for object events and temporal queries)",
+                         range=(2, 100000))
+    width: int = knob(320, doc="image width", unit="px", range=(32, 4096))
+    height: int = knob(240, doc="image height", unit="px", range=(32, 4096))
+    loop: bool = knob(True, doc="restart the episode after its last frame (else keep publishing the last frame)")
+    publish_ground_truth: bool = knob(True, doc="publish /frs/sim/instance_ids (32SC1) and /frs/sim/objects (JSON) "
+                                      "for the sim twin backend in another process")
 
-_AUTOSTART = ParamSpec(
-    "autostart", True, "lifecycle node: configure and activate at start (false: wait for "
-    "`ros2 lifecycle set <node> configure` then `activate`)")
 
-_TWIN_NODE = [
-    _AUTOSTART,
-    ParamSpec("max_rate_hz", 0.0, "twin update rate cap [Hz]; 0 = as fast as frames come (stale frames are skipped)",
-              applies=CONFIGURE, range=(0.0, 120.0)),
-    ParamSpec("instance_ids_encoding", "32SC1", "encoding of /frs/twin/instance_ids", choices=("32SC1", "mono16")),
-    ParamSpec("publish_markers", True, "publish /frs/twin/markers (labels + 3-D centroids)", applies=RUNTIME),
-    ParamSpec("world_frame", "",
-              "fixed frame whose tf2 transform to the camera gives each frame's camera pose (ego-motion); "
-              "'' = estimate it from static objects (twin.ego_motion) or take it from the simulator"),
-]
+@dataclass(frozen=True)
+class CameraIngestParams(_NodeParams):
+    color_topic: str = knob(CAMERA_TOPICS["color"], doc="colour image topic (rgb8, bgr8 or mono8)")
+    depth_topic: str = knob(CAMERA_TOPICS["depth"], doc="depth image topic aligned to colour (16UC1 [mm] or "
+                            "32FC1 [m]); '' = colour-only camera (depth then from twin.depth)")
+    camera_info_topic: str = knob(CAMERA_TOPICS["info"], doc="camera_info topic of the colour stream")
+    qos_reliability: str = knob("best_effort", doc="subscription reliability: best_effort (sensor-data QoS, default) "
+                                "or reliable", choices=("best_effort", "reliable"))
+    qos_depth: int = knob(5, doc="subscription queue depth", unit="messages", range=(1, 100))
+    sync_slop_s: float = knob(0.05, doc="largest stamp spread within a colour/depth/camera_info set", unit="s",
+                              range=(0.0, 1.0))
+    sync_queue_size: int = knob(5, doc="messages kept per stream while waiting for partners", range=(1, 100))
+    republish: bool = knob(True, doc="republish each synchronised set on /frs/frame/{color,depth,camera_info} with "
+                           "identical stamps (the cross-process hand-off; record these)")
+    clock_jump_s: float = knob(1.0, doc="a set stamped this much older than the last accepted one is a clock jump "
+                               "(bag loop, simulator restart, NTP step), not a late message: the synchroniser resets "
+                               "and goes on from the new stamps (must exceed sync_slop_s)", unit="s",
+                               range=(0.01, 3600.0))
+    stall_warn_s: float = knob(5.0, doc="warn (throttled) when no synchronised frame came for this long", unit="s",
+                               range=(0.5, 3600.0), applies=RUNTIME)
 
-_REASONER_NODE = [
-    _AUTOSTART,
-    ParamSpec("goal_policy", "preempt",
-              "a goal arriving while another runs: preempt (the running goal ends 'cancelled') or reject (the new goal is refused)",
-              choices=("preempt", "reject")),
-    ParamSpec("default_timeout_s", 120.0, "time budget of a goal whose timeout_s is 0 [s] (larger goal budgets are "
-              "clamped to 3600 s)", applies=RUNTIME, range=(0.1, MAX_GOAL_TIMEOUT_S)),
-    ParamSpec("twin_wait_s", 5.0, "how long a goal waits for a digital twin (a fresh one when the latest is older than "
-              "max_twin_age_s) before ending 'no_twin' / 'stale_twin' [s]", applies=RUNTIME, range=(0.0, 600.0)),
-    ParamSpec("max_twin_age_s", 3.0,
-              "a goal is never answered from a twin older than this (time since the reasoner received it) [s]; set it to a "
-              "few twin update periods (slow CPU models need more); 0 = no limit", applies=RUNTIME, range=(0.0, 3600.0)),
-    ParamSpec("allow_tracking", True, "honour goal.keep_tracking: republish the answered target(s) every frame until cancelled or replaced",
-              applies=RUNTIME),
-    ParamSpec("tracking_lost_s", 5.0, "stop tracking after the target(s) were not visible for this long [s] (from the "
-              "next answered goal)", applies=RUNTIME, range=(0.1, 3600.0)),
-    ParamSpec("target_frame", "", "frame for target centroids via tf2 ('' = camera optical frame; without tf2 the optical frame is used)",
-              applies=CONFIGURE),
-    ParamSpec("overlay_alpha", 0.5, "opacity of the mask tint in /frs/target/overlay", applies=RUNTIME, range=(0.0, 1.0)),
-]
+    def __post_init__(self) -> None:
+        if self.clock_jump_s <= self.sync_slop_s:
+            raise ParamError(f"parameter 'clock_jump_s' = {self.clock_jump_s} must be larger than sync_slop_s = "
+                             f"{self.sync_slop_s}: a stamp spread within a set cannot be a clock jump")
 
-# ---- core knobs: descriptions for the twin./reasoner. parameters (one per config field)
-_TWIN_DOC = {
-    "segmenter": "instance segmentation: sim (simulator ground truth) | sam2",
-    "labeler": "open-vocabulary labels: sim | owlv2 | none",
-    "depth": "depth source: sensor (depth camera only) | depth_anything_v2 (camera depth when present, else the model)",
-    "sam2_model": "SAM-2 hub id or local directory",
-    "owlv2_model": "OWLv2 hub id or local directory",
-    "depth_model": "Depth-Anything-V2 hub id or local directory",
-    "device": "torch device of the vision models (cpu, cuda, cuda:0)",
-    "keyframe_interval": "segment + label every N frames; masks are propagated in between [frames]",
-    "coverage_drop": "keyframe early when tracked visible area falls below this fraction of the last keyframe's",
-    "retire_after_s": "remove a track not seen for this long [s]",
-    "points_per_side": "SAM-2 automatic-mask point grid (points_per_side^2 prompts)",
-    "points_per_batch": "SAM-2 prompts per forward pass",
-    "pred_iou_thresh": "SAM-2 predicted-IoU threshold for keeping a mask",
-    "stability_score_thresh": "SAM-2 stability-score threshold for keeping a mask",
-    "mask_nms_iou": "masks overlapping more than this IoU are suppressed",
-    "min_mask_area_px": "ignore masks smaller than this [px]",
-    "max_objects": "at most this many objects in the twin",
-    "label_vocabulary": "OWLv2 text queries; empty = built-in household vocabulary",
-    "label_score_thresh": "OWLv2 score below which a label is not given",
-    "detect_score_thresh": "OWLv2 score threshold of the detect() tool",
-    "label_noise": "sim labeler: probability a label is replaced by a synonym/confusion",
-    "seed": "RNG seed of the sim label noise",
-    "assoc_min_iou": "least mask IoU to associate a new mask with a track",
-    "assoc_max_centroid_m": "largest 3-D centroid jump to associate a mask with a track [m]",
-    "match_iou": "IoU at which a segmented mask is the same object as a propagated one",
-    "move_threshold_m": "displacement above which an object counts as moved [m]",
-    "velocity_window_s": "window of centroid history for the velocity estimate [s]",
-    "history_len": "centroid samples kept per track",
+
+_AUTOSTART_DOC = ("lifecycle node: configure and activate at start (false: wait for "
+                  "`ros2 lifecycle set <node> configure` then `activate`)")
+
+
+@dataclass(frozen=True)
+class DigitalTwinParams(_NodeParams):
+    autostart: bool = knob(True, doc=_AUTOSTART_DOC)
+    max_rate_hz: float = knob(0.0, doc="twin update rate cap; 0 = as fast as frames come (stale frames are skipped)",
+                              unit="Hz", range=(0.0, 120.0), applies=CONFIGURE)
+    instance_ids_encoding: str = knob("32SC1", doc="encoding of /frs/twin/instance_ids", choices=("32SC1", "mono16"))
+    publish_markers: bool = knob(True, doc="publish /frs/twin/markers (labels + 3-D centroids)", applies=RUNTIME)
+    world_frame: str = knob("", doc="fixed frame whose tf2 transform to the camera gives each frame's camera pose "
+                            "(ego-motion); '' = estimate it from static objects (twin.ego_motion) or take it from the "
+                            "simulator")
+    twin: TwinConfig = dataclasses.field(default_factory=TwinConfig)
+
+
+@dataclass(frozen=True)
+class ReasonerParams(_NodeParams):
+    autostart: bool = knob(True, doc=_AUTOSTART_DOC)
+    goal_policy: str = knob("preempt", doc="a goal arriving while another runs: preempt (the running goal ends "
+                            "'cancelled') or reject (the new goal is refused)", choices=("preempt", "reject"))
+    default_timeout_s: float = knob(120.0, doc="time budget of a goal whose timeout_s is 0 (larger goal budgets are "
+                                    "clamped to 3600 s)", unit="s", range=(0.1, MAX_GOAL_TIMEOUT_S), applies=RUNTIME)
+    twin_wait_s: float = knob(5.0, doc="how long a goal waits for a digital twin (a fresh one when the latest is older "
+                              "than max_twin_age_s) before ending 'no_twin' / 'stale_twin'", unit="s", range=(0.0, 600.0),
+                              applies=RUNTIME)
+    max_twin_age_s: float = knob(3.0, doc="a goal is never answered from a twin older than this (time since the "
+                                 "reasoner received it); set it to a few twin update periods (slow CPU models need "
+                                 "more); 0 = no limit", unit="s", range=(0.0, 3600.0), applies=RUNTIME)
+    allow_tracking: bool = knob(True, doc="honour goal.keep_tracking: republish the answered target(s) every frame "
+                                "until cancelled or replaced", applies=RUNTIME)
+    tracking_lost_s: float = knob(5.0, doc="stop tracking after the target(s) were not visible for this long (from "
+                                  "the next answered goal)", unit="s", range=(0.1, 3600.0), applies=RUNTIME)
+    target_frame: str = knob("", doc="frame for target centroids via tf2 ('' = camera optical frame; without tf2 the "
+                             "optical frame is used)", applies=CONFIGURE)
+    overlay_alpha: float = knob(0.5, doc="opacity of the mask tint in /frs/target/overlay", range=(0.0, 1.0),
+                                applies=RUNTIME)
+    reasoner: ReasonerConfig = dataclasses.field(default_factory=ReasonerConfig)
+
+
+PARAMS_CLASSES = {
+    "sim_camera_node": SimCameraParams,
+    "camera_ingest_node": CameraIngestParams,
+    "digital_twin_node": DigitalTwinParams,
+    "reasoner_node": ReasonerParams,
 }
-_REASONER_DOC = {
-    "backend": "hf (causal LM student) | oracle (ground-truth teacher, simulated scenes only)",
-    "model": "causal LM: built-in name (smollm2-135m: the pip-packaged base of the shipped student), hub id or local directory",
-    "adapter": "LoRA adapter directory merged at load time ('' = none; the shipped student: <share>/models/smollm2_student)",
-    "local_files_only": "never try the hub (offline robots)",
-    "device": "torch device of the LM (cpu, cuda, cuda:0)",
-    "dtype": "LM weights dtype: float32 | bfloat16 | float16",
-    "runtime": "how the LM runs; lean-int8 = CPU, Qwen3 only, int8 weights on the native kernel (the fast edge path)",
-    "max_new_tokens": "hard cap on generated tokens of one rollout [tokens]",
-    "reasoning_budgets": "<reason> token budget per estimated difficulty 1, 2, 3 [tokens]",
-    "max_plan_tokens": "cap of one <plan> [tokens]",
-    "max_tool_rounds": "at most this many <plan> rounds before <answer> is forced",
-    "temperature": "sampling temperature; 0 = greedy",
-    "top_p": "nucleus mass when sampling",
-    "seed": "RNG seed of sampling",
-    "use_cache_reuse": "reuse KV caches of the prompt prefix and the twin across queries",
-    "cache_entries": "prefix KV caches kept (LRU)",
-    "constrain_answer": "inside <answer> allow only valid twin ids, 'none' and separators",
-    "max_query_chars": "longer goal queries are rejected [chars]",
-    "chat_markers": "wrap the prompt in Qwen chat markers",
-}
-_CHOICES = {
-    "twin.segmenter": ("sim", "sam2"),
-    "twin.labeler": ("sim", "owlv2", "none"),
-    "twin.depth": ("sensor", "depth_anything_v2"),
-    "reasoner.backend": BACKENDS,
-    "reasoner.dtype": DTYPES,
-    "reasoner.runtime": RUNTIMES,
-}
-_RANGES = {
-    "twin.keyframe_interval": (1, 10000),
-    "twin.coverage_drop": (0.0, 1.0),
-    "twin.retire_after_s": (0.0, 3600.0),
-    "twin.points_per_side": (1, 128),
-    "twin.label_noise": (0.0, 1.0),
-    "reasoner.max_new_tokens": (8, 100000),
-    "reasoner.temperature": (0.0, 10.0),
-    "reasoner.top_p": (0.0, 1.0),
-    "reasoner.cache_entries": (1, 1024),
-    "reasoner.max_query_chars": (1, 100000),
-}
-
 
 #: Where the ROS defaults differ from the core dataclass defaults (and why).
 #: reasoner.model + reasoner.adapter: the shipped student, SmolLM2-135M-Instruct (from the
@@ -280,52 +243,23 @@ ROS_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _doc_of(cls: type, name: str) -> str:
-    """The ``name [unit]: text`` entry of a config dataclass docstring (continuation lines joined)."""
-    import re
-
-    lines = (cls.__doc__ or "").splitlines()
-    for i, line in enumerate(lines):
-        m = re.match(rf"^(\s*){re.escape(name)}(\s*\[[^\]]*\])?:\s*(.*)$", line)
-        if m:
-            indent, text = len(m.group(1)), [m.group(3).strip()]
-            for nxt in lines[i + 1:]:
-                if nxt.strip() and len(nxt) - len(nxt.lstrip()) > indent:
-                    text.append(nxt.strip())
-                else:
-                    break
-            unit = (m.group(2) or "").strip()
-            doc = re.split(r";\s*\w+(?:\s*\[[^\]]*\])?:", " ".join(text))[0].strip()  # next knob on the same line
-            return doc + (f" {unit}" if unit else "")
-    flat = " ".join(x.strip() for x in lines)  # documented mid-line: "...; name [unit]: text."
-    m = re.search(rf"(?<![\w.]){re.escape(name)}(\s*\[[^\]]*\])?:\s*(.*?\.)(?=\s|$)", flat)
-    if m:
-        unit = (m.group(1) or "").strip()
-        return m.group(2).strip() + (f" {unit}" if unit else "")
-    return ""
-
-
-def _core_specs(prefix: str, cls: type, docs: Mapping[str, str]) -> list[ParamSpec]:
-    specs = []
+def specs_of(cls: type, prefix: str = "", applies: Optional[str] = None) -> list[ParamSpec]:
+    """The ROS parameters of a params dataclass: one per knob field, a nested core config's knobs under
+    ``<field>.`` (applied at configure), defaults from ``ROS_DEFAULTS`` where they differ."""
+    specs: list[ParamSpec] = []
     for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        default = ROS_DEFAULTS.get(f"{prefix}.{f.name}", default)
-        if isinstance(default, tuple):
-            default = list(default)
-        name = f"{prefix}.{f.name}"
-        doc = docs.get(f.name) or _doc_of(cls, f.name) or f"{cls.__name__}.{f.name} (see {cls.__module__})"
-        # the lifecycle nodes read them again at each configure (models reload then)
-        specs.append(ParamSpec(name, default, doc, applies=CONFIGURE, range=_RANGES.get(name),
-                               choices=_CHOICES.get(name, ())))
+        default = field_default(f)
+        if dataclasses.is_dataclass(default):
+            specs += specs_of(type(default), f"{prefix}{f.name}.", CONFIGURE)
+            continue
+        k = knob_of(f)
+        name = prefix + f.name
+        default = ROS_DEFAULTS.get(name, default)
+        specs.append(ParamSpec(name, list(default) if isinstance(default, tuple) else default, k, applies or k.applies))
     return specs
 
 
-NODE_PARAMS: dict[str, list[ParamSpec]] = {
-    "sim_camera_node": _SIM_CAMERA,
-    "camera_ingest_node": _INGEST,
-    "digital_twin_node": _TWIN_NODE + _core_specs("twin", TwinConfig, _TWIN_DOC),
-    "reasoner_node": _REASONER_NODE + _core_specs("reasoner", ReasonerConfig, _REASONER_DOC),
-}
+NODE_PARAMS: dict[str, list[ParamSpec]] = {name: specs_of(cls) for name, cls in PARAMS_CLASSES.items()}
 
 
 def _source_root() -> str:
@@ -376,15 +310,11 @@ def resolve_model_path(model: str) -> str:
     return model
 
 
-class ParamError(ValueError):
-    """A parameter value is invalid; the message names the parameter and what is allowed."""
-
-
 def coerce(spec: ParamSpec, value: Any) -> Any:
     """Check/convert one value against its spec (int -> float allowed; YAML lists -> lists).
 
     Raises ``ParamError`` naming the parameter and what is allowed: wrong type, NaN or inf,
-    outside the range, not one of the choices.
+    outside the knob's range, not one of its choices.
     """
     kind = spec.kind
 
@@ -401,8 +331,6 @@ def coerce(spec: ParamSpec, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad(f"must be a number, got {value!r}")
         value = float(value)
-        if not math.isfinite(value):
-            raise bad(f"must be a finite number, got {value}")
     elif kind == "str":
         if not isinstance(value, str):
             raise bad(f"must be a string, got {value!r}")
@@ -414,10 +342,9 @@ def coerce(spec: ParamSpec, value: Any) -> Any:
         if not isinstance(value, (list, tuple)) or not all(isinstance(x, str) for x in value):
             raise bad(f"must be a list of strings, got {value!r}")
         value = [str(x) for x in value]
-    if spec.range is not None and kind in ("int", "float") and not (spec.range[0] <= value <= spec.range[1]):
-        raise bad(f"= {value} is outside [{spec.range[0]}, {spec.range[1]}]")
-    if spec.choices and value not in spec.choices:
-        raise bad(f"= {value!r} is not one of {list(spec.choices)}")
+    why = spec.knob.violation(value)
+    if why is not None:
+        raise bad(why)
     return value
 
 
@@ -442,106 +369,6 @@ def validate_values(node_name: str, values: Mapping[str, Any]) -> Any:
     ``max_new_tokens``). Used at start-up, at every run-time set and at configure.
     """
     return PARAMS_CLASSES[node_name].from_values(resolve_values(node_name, values))
-
-
-def _sub(values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    p = prefix + "."
-    return {k[len(p):]: v for k, v in values.items() if k.startswith(p)}
-
-
-def _plain(values: Mapping[str, Any], spec_list: list[ParamSpec]) -> dict[str, Any]:
-    return {s.name: values[s.name] for s in spec_list}
-
-
-@dataclass(frozen=True)
-class SimCameraParams:
-    color_topic: str
-    depth_topic: str
-    camera_info_topic: str
-    depth_encoding: str
-    frame_id: str
-    rate_hz: float
-    seed: int
-    split: str
-    n_frames: int
-    width: int
-    height: int
-    loop: bool
-    publish_ground_truth: bool
-
-    @classmethod
-    def from_values(cls, values: Mapping[str, Any]) -> "SimCameraParams":
-        return cls(**_plain(values, _SIM_CAMERA))
-
-
-@dataclass(frozen=True)
-class CameraIngestParams:
-    color_topic: str
-    depth_topic: str
-    camera_info_topic: str
-    qos_reliability: str
-    qos_depth: int
-    sync_slop_s: float
-    sync_queue_size: int
-    republish: bool
-    clock_jump_s: float
-    stall_warn_s: float
-
-    @classmethod
-    def from_values(cls, values: Mapping[str, Any]) -> "CameraIngestParams":
-        p = cls(**_plain(values, _INGEST))
-        if p.clock_jump_s <= p.sync_slop_s:
-            raise ParamError(f"parameter 'clock_jump_s' = {p.clock_jump_s} must be larger than sync_slop_s = {p.sync_slop_s}: "
-                             "a stamp spread within a set cannot be a clock jump")
-        return p
-
-
-@dataclass(frozen=True)
-class DigitalTwinParams:
-    autostart: bool
-    max_rate_hz: float
-    instance_ids_encoding: str
-    publish_markers: bool
-    world_frame: str
-    twin: TwinConfig
-
-    @classmethod
-    def from_values(cls, values: Mapping[str, Any]) -> "DigitalTwinParams":
-        try:
-            twin = TwinConfig.from_dict(_sub(values, "twin"))
-        except ValueError as exc:
-            raise ParamError(f"invalid twin.* parameters: {exc}") from exc
-        return cls(**_plain(values, _TWIN_NODE), twin=twin)
-
-
-@dataclass(frozen=True)
-class ReasonerParams:
-    autostart: bool
-    goal_policy: str
-    default_timeout_s: float
-    twin_wait_s: float
-    max_twin_age_s: float
-    allow_tracking: bool
-    tracking_lost_s: float
-    target_frame: str
-    overlay_alpha: float
-    reasoner: ReasonerConfig
-
-    @classmethod
-    def from_values(cls, values: Mapping[str, Any]) -> "ReasonerParams":
-        try:
-            reasoner = ReasonerConfig.from_dict(_sub(values, "reasoner"))
-        except ValueError as exc:
-            raise ParamError(f"invalid reasoner.* parameters: {exc}") from exc
-        return cls(**_plain(values, _REASONER_NODE), reasoner=reasoner)
-
-
-PARAMS_CLASSES = {
-    "sim_camera_node": SimCameraParams,
-    "camera_ingest_node": CameraIngestParams,
-    "digital_twin_node": DigitalTwinParams,
-    "reasoner_node": ReasonerParams,
-}
 
 
 def load_params_file(path: str) -> dict[str, dict[str, Any]]:
@@ -627,7 +454,7 @@ def render_yaml() -> str:
             if spec.choices:
                 extra.append("one of " + " | ".join(spec.choices))
             if spec.range is not None:
-                extra.append(f"range [{spec.range[0]}, {spec.range[1]}]")
+                extra.append(f"range {spec.knob.range_text()}")
             extra.append({START: "ro", RUNTIME: "run time", CONFIGURE: "next configure"}[spec.applies])
             note = spec.description + (f" ({'; '.join(extra)})" if extra else "")
             lines.append(f"{indent}# {note}")

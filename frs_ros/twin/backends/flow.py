@@ -1,7 +1,7 @@
 """The ``flow`` propagator: OpenCV DIS optical flow moves each track's mask to the next frame.
 
 Per frame (``propagate``): one dense DIS flow from the new frame back to the previous one
-(``cv2.DISOpticalFlow``, preset ULTRAFAST, computed on a grey image scaled so its longer side is
+(``cv2.DISOpticalFlow``, preset ULTRAFAST down to pyramid level 1, computed on a grey image scaled so its longer side is
 at most ``flow_max_side`` px, then scaled back), then every track's mask is pulled through it
 (backward warping, nearest neighbour: no holes, one ``cv2.remap`` over the mask's box grown by the
 largest displacement). With depth images on both frames, a warped pixel is dropped when the depth
@@ -41,6 +41,11 @@ class FlowField:
     def __init__(self, max_side: int) -> None:
         self.max_side = int(max_side)
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        # finest pyramid level 1 (ULTRAFAST stops at 2) and patch stride 4 (6): on 3 sim val episodes
+        # (320x240, masks propagated 10 frames from GT) mean IoU 0.873 vs 0.858, 5.7 vs 2.9 ms CPU a
+        # frame; level 0 gave 0.895 at 15.8 ms; variational refinement lowered IoU (0.849)
+        self._dis.setFinestScale(1)
+        self._dis.setPatchStride(4)
         self._grid: Optional[np.ndarray] = None
 
     def _identity(self, h: int, w: int) -> np.ndarray:
