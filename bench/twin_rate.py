@@ -16,6 +16,7 @@ twin. Speed rows for SAM-2 at a smaller input / fewer grid points are marked unt
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -75,8 +76,9 @@ class Camera:
         while True:
             k = int((time.monotonic() - self.t0) / self.period)
             if k > after:
-                f = self.frames[k % len(self.frames)]
-                f.stamp_ns, f.seq = int(k * self.period * 1e9), k
+                # a new Frame per capture (arrays shared): the tracker keeps keyframe frames, so
+                # re-stamping a replayed frame in place would change a keyframe's stamp under it
+                f = dataclasses.replace(self.frames[k % len(self.frames)], stamp_ns=int(k * self.period * 1e9), seq=k)
                 return k, f, self.t0 + k * self.period
             time.sleep(max(0.0, self.t0 + (after + 1) * self.period - time.monotonic()))
 
@@ -121,6 +123,8 @@ def run_twin(frames, backends, cfg, seconds: float, fps: float, engine=None, que
     t_start = time.monotonic()
     last_key = 0
     while time.monotonic() < t_end or (time.monotonic() < t_end + drain_s and tr.keyframe_status()["in_flight"]):
+        if time.monotonic() >= t_end:
+            tr.hold_keyframes()  # draining: let the one in flight land, start no other
         k, f, cap = cam.newest(k)
         in_flight = tr.keyframe_status()["in_flight"]
         t = time.perf_counter()
@@ -214,7 +218,7 @@ def main(argv=None) -> int:
 
         print("| size | propagator | updates | CPU per update p50 / p95 [ms] | wall p50 [ms] | objects | FPS if CPU-bound |")
         print("| --- | --- | --- | --- | --- | --- | --- |")
-        for size in a.sizes.split(","):
+        for size in [x for x in a.sizes.split(",") if x]:
             w, h = (int(x) for x in size.split("x"))
             frames = generate_episode(10_000, split="val", n_frames=30, config=SimConfig(width=w, height=h)).frames
             for prop in ("flow", "hold"):
@@ -238,7 +242,7 @@ def main(argv=None) -> int:
         engine = ReasonSegEngine(rc)
         queries = ("the object nearest to the camera", "the leftmost object", "the biggest object")
     out = {"machine": {"cpus": os.cpu_count(), "load1": os.getloadavg()[0]}, "sizes": {}, "speed_rows": [], "ab": []}
-    for size in a.sizes.split(","):
+    for size in [x for x in a.sizes.split(",") if x]:
         w, h = (int(x) for x in size.split("x"))
         frames = generate_episode(10_000, split="val", n_frames=30, config=SimConfig(width=w, height=h)).frames
         qt = None

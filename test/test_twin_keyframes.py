@@ -129,3 +129,15 @@ def test_cpu_budget_spaces_keyframes_by_measured_model_time():
     n = tr.stats["keyframes_submitted"]
     tr.update(_scene(2))  # due by interval, but held back by the budget
     assert tr.stats["keyframes_submitted"] == n == 1
+
+
+def test_held_keyframes_do_not_start():
+    tr = Tracker(TwinConfig(propagator="flow", keyframe_interval=1), keyframe_runner=lambda work: DelayedKeyframes(work, 1))
+    tr.hold_keyframes()
+    for i in range(3):
+        twin = tr.update(_scene(i))
+    assert tr.stats["keyframes_submitted"] == 0 and not twin.objects
+    tr.hold_keyframes(False)
+    tr.update(_scene(3))
+    tr.update(_scene(4))
+    assert tr.stats["keyframes_submitted"] >= 1 and tr.latest().objects

@@ -87,6 +87,7 @@ class Tracker:
         elif self.config.keyframes == "background":
             self._runner = BackgroundKeyframes(self._keyframe_work, nice=self.config.keyframe_nice)
         self._submit = False
+        self._held = False  # hold_keyframes(True): no new background keyframe starts
         self._next_key_s = 0.0  # monotonic time before which no keyframe starts (CPU budget)
         self._last_latency_s = math.nan
         self._model_s = math.nan
@@ -178,7 +179,7 @@ class Tracker:
                                 votes = {tid: labels[ci] for tid, ci in matched.items()}
                                 new_labels = [labels[i] for i in rest]
                             self._mask_ns.update({tid: mask_ns for tid in matched})
-                    if due and not self._runner.busy and time.monotonic() >= self._next_key_s:
+                    if due and not self._held and not self._runner.busy and time.monotonic() >= self._next_key_s:
                         self._submit = True
             if keyframe:
                 self.stats["keyframes"] += 1
@@ -250,6 +251,12 @@ class Tracker:
             return {"in_flight": f is not None, "in_flight_s": age, "keyframe_ns": self._keyframe_ns,
                     "latency_s": self._last_latency_s, "model_s": self._model_s, "lag_frames": self._lag_frames,
                     "next_in_s": max(0.0, self._next_key_s - time.monotonic())}
+
+    def hold_keyframes(self, hold: bool = True) -> None:
+        """Background keyframes: while held, no new keyframe starts (the one in flight still lands
+        and is merged). For a caller that wants the CPU for a while (a benchmark phase ending)."""
+        with self._lock:
+            self._held = bool(hold)
 
     def wait_keyframe(self, timeout_s: float) -> bool:
         """Block until the background keyframe in flight has finished computing (tests and
