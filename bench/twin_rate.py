@@ -81,9 +81,14 @@ class Camera:
             time.sleep(max(0.0, self.t0 + (after + 1) * self.period - time.monotonic()))
 
 
-def run_twin(frames, backends, cfg, seconds: float, fps: float, engine=None, queries=()) -> dict:
+def run_twin(frames, backends, cfg, seconds: float, fps: float, engine=None, queries=(), query_twin=None,
+             drain_s: float = 0.0) -> dict:
     """Feed the camera for ``seconds``; per-frame update times, twin ages, keyframe latencies; with
-    an engine, one query on the freshest twin every ~2 s, tagged with/without a keyframe in flight."""
+    an engine, one query every ~2 s, tagged with/without a keyframe in flight. ``query_twin``
+    (twin, frame): ask on this fixed twin instead of the freshest one, so that query cost depends
+    only on what else runs (a twin with no landed keyframe yet is empty, and an empty prompt is cheaper).
+    drain_s: after ``seconds``, keep the camera running up to this long until the keyframe in flight
+    lands (its latency is measured, and no orphaned model thread slows the next phase down)."""
     from frs_ros.twin.tracker import Tracker
 
     tr = Tracker(cfg, backends=backends)
@@ -98,7 +103,7 @@ def run_twin(frames, backends, cfg, seconds: float, fps: float, engine=None, que
         while not stop.is_set():
             if stop.wait(2.0):
                 break
-            twin, frame = tr.snapshot()
+            twin, frame = query_twin if query_twin is not None else tr.snapshot()
             if twin is None or not queries:
                 continue
             in_flight = tr.keyframe_status()["in_flight"]
@@ -115,7 +120,7 @@ def run_twin(frames, backends, cfg, seconds: float, fps: float, engine=None, que
     n = 0
     t_start = time.monotonic()
     last_key = 0
-    while time.monotonic() < t_end:
+    while time.monotonic() < t_end or (time.monotonic() < t_end + drain_s and tr.keyframe_status()["in_flight"]):
         k, f, cap = cam.newest(k)
         in_flight = tr.keyframe_status()["in_flight"]
         t = time.perf_counter()
@@ -187,6 +192,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sam2-speed-rows", default="512:8,1024:8",
                     help="SAM-2 speed rows 'input_px:points_per_side,...' (untested for mask quality)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the keyframe models")
+    ap.add_argument("--drain", type=float, default=300.0,
+                    help="after each keyframe phase, run on up to this long until the keyframe in flight lands [s]")
+    ap.add_argument("--rounds", type=int, default=1, help="A/B rounds per size (A: no keyframe thread, B: keyframes)")
     ap.add_argument("--cheap-only", action="store_true",
                     help="only the per-frame path's CPU time per update (sim keyframe once, then flow), all sizes")
     ap.add_argument("--json", default="")
@@ -229,17 +237,33 @@ def main(argv=None) -> int:
             model="smollm2-135m", adapter=str(ROOT / "models" / "smollm2_student"), local_files_only=True)
         engine = ReasonSegEngine(rc)
         queries = ("the object nearest to the camera", "the leftmost object", "the biggest object")
-    out = {"machine": {"cpus": os.cpu_count(), "load1": os.getloadavg()[0]}, "sizes": {}, "speed_rows": []}
+    out = {"machine": {"cpus": os.cpu_count(), "load1": os.getloadavg()[0]}, "sizes": {}, "speed_rows": [], "ab": []}
     for size in a.sizes.split(","):
         w, h = (int(x) for x in size.split("x"))
         frames = generate_episode(10_000, split="val", n_frames=30, config=SimConfig(width=w, height=h)).frames
+        qt = None
+        if engine is not None:
+            from frs_ros.twin.tracker import Tracker
+
+            t0 = Tracker(TwinConfig())
+            qt = (t0.update(frames[0]), frames[0])  # the scene's exact twin (sim backends), asked in every phase
         cfg = TwinConfig(**base)
         be = build_twin_backends(cfg)
-        print(f"[{size}] running {a.seconds:.0f} s of camera time", flush=True)
-        r = run_twin(frames, be, cfg, a.seconds, a.fps, engine, queries)
-        r["load1"] = os.getloadavg()[0]
-        out["sizes"][size] = r
-        print(json.dumps({size: r}), flush=True)
+        # A/B rounds: (A) the same per-frame path with no keyframe thread (sim keyframe on frame 0
+        # only), (B) real-size SAM-2 + OWLv2 keyframes in the background; queries on the same twin
+        for rnd in range(a.rounds):
+            for phase in ("A", "B"):
+                if phase == "A":
+                    pc = TwinConfig(propagator="flow", keyframe_interval=10_000, coverage_drop=1e-6)
+                    r = run_twin(frames, build_twin_backends(pc), pc, a.seconds, a.fps, engine, queries, qt)
+                else:
+                    print(f"[{size}] round {rnd}: {a.seconds:.0f} s of camera time, keyframes in the background", flush=True)
+                    r = run_twin(frames, be, cfg, a.seconds, a.fps, engine, queries, qt, drain_s=a.drain)
+                r.update(size=size, phase=phase, round=rnd, load1=os.getloadavg()[0])
+                out["ab"].append(r)
+                print(json.dumps(r), flush=True)
+                if phase == "B" and rnd == 0:
+                    out["sizes"][size] = r
         del be
     f = generate_episode(10_000, split="val", n_frames=2, config=SimConfig(width=640, height=480)).frames[0]
     for row in a.sam2_speed_rows.split(","):
@@ -272,6 +296,15 @@ def table(out: dict, a) -> str:
         qo = f"{np.median(r['query_s_without']):.2f} (n={len(r['query_s_without'])})" if r["query_s_without"] else "-"
         lines.append(f"| {size} | {r['n']} | {r['fps']:.1f} | {r['update_ms_p50']:.1f} / {r['update_ms_p95']:.1f} | "
                      f"{r['age_ms_p50']:.1f} / {r['age_ms_p95']:.1f} | {kl} | {qw} / {qo} |")
+    if out["ab"]:
+        lines += ["", "| size | round | phase | tracking FPS | update p50 / p95 [ms] | age p95 [ms] | query p50 [s] (n) |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for r in out["ab"]:
+            qs = r["query_s_with"] + r["query_s_without"]
+            q = f"{np.median(qs):.2f} ({len(qs)})" if qs else "-"
+            what = "no keyframe thread" if r["phase"] == "A" else "SAM-2 + OWLv2 keyframe in flight"
+            lines.append(f"| {r['size']} | {r['round']} | {what} | {r['fps']:.1f} | {r['update_ms_p50']:.1f} / "
+                         f"{r['update_ms_p95']:.1f} | {r['age_ms_p95']:.1f} | {q} |")
     if out["speed_rows"]:
         lines += ["", "| SAM-2 input [px] | points per side | keyframe (masks + OWLv2 labels) [s] | mask quality |",
                   "| --- | --- | --- | --- |"]
