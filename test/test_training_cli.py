@@ -72,3 +72,17 @@ def test_runtime_never_imports_training():
             "frs_ros.twin, frs_ros.sim, frs_ros.metrics; "
             "bad = [m for m in sys.modules if m.startswith('frs_ros.training')]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_plot_curves_splits_a_shipped_log_into_its_runs(tmp_path):
+    import json
+
+    from frs_ros.training.report import plot_curves
+
+    shipped = [{"run": "SFT a", "stage": "sft", "step": s, "loss": 1.0 / s} for s in (1, 2)]
+    shipped += [{"run": "GRPO", "stage": "grpo", "step": s, "reward": 1.5, "accuracy": 0.5, "format": 0.5,
+                 "reasoning": 0.5, "iou": 0.5, "gen_tokens": 10} for s in (1, 2)]
+    (tmp_path / "log.json").write_text(json.dumps(shipped))
+    written = plot_curves({"student": str(tmp_path / "log.json"), "absent": str(tmp_path / "none.json")},
+                          str(tmp_path / "img"))
+    assert sorted(p.name for p in written) == ["training_grpo.png", "training_sft.png"]

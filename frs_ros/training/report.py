@@ -29,7 +29,16 @@ def plot_curves(logs: dict, img_dir: str) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = {name: json.loads(Path(p).read_text()) for name, p in logs.items() if Path(p).exists()}
+    runs: dict[str, list] = {}
+    for name, p in logs.items():
+        if not Path(p).exists():
+            continue
+        h = json.loads(Path(p).read_text())
+        if h and "run" in h[0]:  # a shipped log (``frs-train ship --logs``): the runs it merged, in order
+            for r in h:
+                runs.setdefault(r["run"], []).append(r)
+        else:
+            runs[name] = h
     out_dir = Path(img_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
