@@ -38,7 +38,18 @@ DIR="$STORE/$key"
 mkdir -p "$STORE"
 exec 9>"$DIR.lock"
 flock 9   # one build at a time; parallel callers wait and then reuse it
+# ros2cli needs psutil (its package.xml: python3-psutil; `ros2 action send_goal` fails to load without it).
+# The Kilted venv has it through the training stack; a venv without torch (FRS_TORCH=0, e.g. Jazzy in CI)
+# does not: then it goes into the same --target folder, also into a folder built before this check.
+ensure_psutil() {
+  python -c 'import psutil' 2>/dev/null && return 0
+  PYTHONPATH="$DIR/extra" python -c 'import psutil' 2>/dev/null && return 0
+  python -m pip install -q --disable-pip-version-check --no-deps --target "$DIR/extra" psutil==7.2.2 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
+  log "psutil installed into $DIR/extra"
+}
 if [[ -f "$DIR/.complete" ]]; then
+  ensure_psutil
   echo "$DIR"
   exit 0
 fi
@@ -76,6 +87,7 @@ EOF
 # smoke test: what `ros2 launch` needs imports
 (. "$DIR/env.sh" && python -c "import launch, launch_ros.actions, composition_interfaces.srv, ros2cli, ros2launch") >&2 \
   || { log "the installed launch tools do not import"; exit 6; }
+ensure_psutil
 touch "$DIR/.complete"
 log "ready in $((SECONDS - start)) s: $DIR"
 echo "$DIR"

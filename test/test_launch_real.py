@@ -218,8 +218,11 @@ def _send_goal(env: dict, action: str, query: str, out: Path) -> tuple[str | Non
 
 
 def _sim_query(probe: GraphProbe) -> str | None:
-    """One of the episode's queries with a target (not temporal: those need the episode's events first)."""
-    return next((q.text for q in probe.sim_queries if q.target_ids and q.kind != "temporal"), None)
+    """One of the episode's queries with a target (not temporal: those need the episode's events first; not
+    an affordance where torch is missing: the oracle answers those through match(), whose MiniLM text
+    embedder needs sentence-transformers and torch)."""
+    skip = {"temporal", "affordance"} if torch_missing() else {"temporal"}
+    return next((q.text for q in probe.sim_queries if q.target_ids and q.kind not in skip), None)
 
 
 def _run_scenario(ros_context, env: dict, tmp_path: Path, name: str, args: list[str], ns: str,

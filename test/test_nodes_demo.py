@@ -18,6 +18,7 @@ def _reasoners():
                         "reasoner.runtime": "lean-int8"}, id="smollm2_student")
 
 
+@pytest.mark.torch  # the oracle answers affordance queries through match(): MiniLM embedder (sentence-transformers, torch)
 @pytest.mark.parametrize("reasoner", list(_reasoners()))
 def test_demo_runs_and_writes_overlays_and_a_bag(tmp_path, reasoner):
     from frs_ros.data.bags import bag_topics, read_messages

@@ -135,6 +135,7 @@ def graph():
     ctx.try_shutdown()
 
 
+@pytest.mark.torch  # the oracle answers affordance queries through match(): MiniLM embedder (sentence-transformers, torch)
 def test_goals_answered_with_correct_masks(graph):
     from frs_ros.nodes.conversions import image_to_array, mask_from_msg, stamp_to_ns
 
@@ -225,6 +226,7 @@ def test_new_goal_preempts_the_running_one(graph):
         slow.delay_s = 0.0
 
 
+@pytest.mark.torch  # the oracle answers affordance queries through match(): MiniLM embedder (sentence-transformers, torch)
 def test_tracking_continues_after_the_answer_until_stopped(graph):
     from std_msgs.msg import Empty
 
@@ -328,6 +330,7 @@ def test_ingest_survives_malformed_messages(ros_context):
         pub_node.destroy_node()
 
 
+@pytest.mark.torch  # the oracle answers affordance queries through match(): MiniLM embedder (sentence-transformers, torch)
 def test_cross_process_handoff_over_topics(ros_context):
     """The same nodes without shared buffers: frames, twin and ground truth travel over DDS."""
     from rclpy.executors import MultiThreadedExecutor
