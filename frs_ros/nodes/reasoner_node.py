@@ -64,6 +64,11 @@ FEEDBACK_PERIOD_S = 0.1
 #: for 5 servers) and cover bursts far beyond what a robot's clients send.
 ACTION_SERVICE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE,
                                 durability=DurabilityPolicy.VOLATILE)
+#: how long the action server keeps a finished goal's result for late GetResult requests [s]. Set, not
+#: left to rclpy: its default is 10 s in Kilted (rclpy 9.1.2) but 900 s in Jazzy (7.1.6), where every
+#: goal of the last 15 min then stays in the server and in each status message (on Jazzy the soak's
+#: sequential goal 656 of 1,000 got an empty result with the default).
+RESULT_KEEP_S = 10
 #: how long a client-cancelled goal waits for its action state to become CANCELING before it ends
 #: (the cancel callback runs just before rclpy updates the state) [s]
 CANCEL_STATE_WAIT_S = 1.0
@@ -127,7 +132,8 @@ class ReasonerNode(LifecycleNode):
                                     goal_callback=self._goal_cb, cancel_callback=self._cancel_cb,
                                     callback_group=self._group, goal_service_qos_profile=ACTION_SERVICE_QOS,
                                     cancel_service_qos_profile=ACTION_SERVICE_QOS,
-                                    result_service_qos_profile=ACTION_SERVICE_QOS)
+                                    result_service_qos_profile=ACTION_SERVICE_QOS,
+                                    result_timeout=RESULT_KEEP_S)
         self._age_timer = self.create_timer(1.0, self._twin_age_cb)
         self._stop: Optional[threading.Event] = None
         self._tracker_thread: Optional[threading.Thread] = None
