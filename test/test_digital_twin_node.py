@@ -22,18 +22,11 @@ import time
 
 import pytest
 
+from frs_ros.nodes.soak import wait_for as _wait
+
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 W, H = 160, 120
-
-
-def _wait(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class SimFeed:

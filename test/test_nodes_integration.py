@@ -12,19 +12,12 @@ import time
 import numpy as np
 import pytest
 
+from frs_ros.nodes.soak import wait_for as _wait
+
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 W, H, N_FRAMES, RATE = 160, 120, 12, 10.0
 SIM = {"width": W, "height": H, "n_frames": N_FRAMES, "loop": False, "rate_hz": RATE, "seed": 3}
-
-
-def _wait(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class SlowOracle:
