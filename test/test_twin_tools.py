@@ -126,6 +126,7 @@ def _scene_tracker(objects):
     return tr
 
 
+@pytest.mark.torch  # the real sentence embedder (sentence-transformers)
 def test_match_names_the_objects_that_fit_a_use_with_the_real_embedder():
     tr = _scene_tracker([("speaker", (90, 90, 90)), ("banana", (240, 215, 45)), ("banana", (240, 215, 45)),
                          ("hammer", (115, 72, 32))])

@@ -295,7 +295,13 @@ class _Chain:
     def by_match(self, aff: str, targets: list[TwinObject]) -> None:
         from frs_ros.twin.tools import match_ids
 
-        got = match_ids(aff, self.twin)
+        try:
+            got = match_ids(aff, self.twin)
+        except RuntimeError as e:  # no sentence embedder in this install (the core without torch)
+            self.warnings.append(f"match() is unavailable ({e}); answered without it ({DO_NOT_TRAIN})")
+            if not targets:
+                return self.done(f"Nothing here {aff}.", answer=[])
+            return self.done(f"{self.group(targets)} {aff}.", answer=targets)
         if set(got) != {o.track_id for o in targets}:
             self.warnings.append(f"match({aff!r}) gives {sorted(got)}, the targets are "
                                  f"{sorted(o.track_id for o in targets)} ({DO_NOT_TRAIN})")
