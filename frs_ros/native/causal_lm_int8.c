@@ -481,6 +481,22 @@ static void qgemm_swiglu(const frs_mat *m, const int8_t *xq, const float *sx, in
 /* small ops                                                                                 */
 /* ---------------------------------------------------------------------------------------- */
 
+/* the 16 lanes of dotf/dot_qk summed to one float, in the same fixed order on every path */
+#if FRS_SIMD >= 1
+static inline float hsum_2x8(__m256 a0, __m256 a1) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(_mm256_add_ps(a0, a1)), _mm256_extractf128_ps(_mm256_add_ps(a0, a1), 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+#else
+static inline float reduce_16(float *acc) {
+    for (int w = 8; w > 0; w /= 2)
+        for (int i = 0; i < w; ++i) acc[i] += acc[i + w];
+    return acc[0];
+}
+#endif
+
 /* dot product in 16 independent lanes (vectorised without reassociating a single sum) */
 static inline float dotf(const float *a, const float *b, int n) {
     int d = 0;
@@ -491,17 +507,12 @@ static inline float dotf(const float *a, const float *b, int n) {
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), a0);
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d + 8), _mm256_loadu_ps(b + d + 8), a1);
     }
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(_mm256_add_ps(a0, a1)), _mm256_extractf128_ps(_mm256_add_ps(a0, a1), 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    s = _mm_cvtss_f32(h);
+    s = hsum_2x8(a0, a1);
 #else
     float acc[16] = {0};
     for (; d + 16 <= n; d += 16)
         for (int i = 0; i < 16; ++i) acc[i] += a[d + i] * b[d + i];
-    for (int w = 8; w > 0; w /= 2)
-        for (int i = 0; i < w; ++i) acc[i] += acc[i + w];
-    s = acc[0];
+    s = reduce_16(acc);
 #endif
     for (; d < n; ++d) s += a[d] * b[d];
     return s;
@@ -596,17 +607,12 @@ static inline float dot_qk(const float *q, const kv_t *k, int n) {
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), load_kv8(k + d), a0);
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), load_kv8(k + d + 8), a1);
     }
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(_mm256_add_ps(a0, a1)), _mm256_extractf128_ps(_mm256_add_ps(a0, a1), 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    s = _mm_cvtss_f32(h);
+    s = hsum_2x8(a0, a1);
 #else
     float acc[16] = {0};
     for (; d + 16 <= n; d += 16)
         for (int i = 0; i < 16; ++i) acc[i] += q[d + i] * h2f(k[d + i]);
-    for (int w = 8; w > 0; w /= 2)
-        for (int i = 0; i < w; ++i) acc[i] += acc[i + w];
-    s = acc[0];
+    s = reduce_16(acc);
 #endif
     for (; d < n; ++d) s += q[d] * h2f(k[d]);
     return s;
