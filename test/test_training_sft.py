@@ -107,14 +107,10 @@ def test_scored_positions_loss_equals_full_loss():
     assert n1 == n2 and abs(full.item() - fast.item()) < 1e-5
 
 
-def test_shared_prefix_loss_equals_full_loss_and_grads():
-    from frs_ros.reasoning.prompt import encode_prompt
-    from frs_ros.training.sft import collate, scored_positions_loss, shared_prefix_loss
+def _assert_shared_prefix_matches_full(model, b, p):
+    """shared_prefix_loss over prefix length ``p`` gives the loss, count and gradients of the full pass."""
+    from frs_ros.training.sft import scored_positions_loss, shared_prefix_loss
 
-    tok = _tok()
-    model = build_nano_student(TINY, tok, seed=4)
-    b = collate([encode_example(tok, r) for r in RECORDS], tok.pad_token_id)
-    p = encode_prompt(tok, prompt_of(RECORDS[0])).boundaries[0]
     a, n1 = scored_positions_loss(model, b["input_ids"], b["attention_mask"], b["labels"])
     a.backward()
     g1 = [x.grad.clone() for x in model.parameters()]
@@ -123,6 +119,17 @@ def test_shared_prefix_loss_equals_full_loss_and_grads():
     c.backward()
     assert n1 == n2 and abs(a.item() - c.item()) < 1e-5
     assert all(torch.allclose(x, y.grad, atol=1e-5) for x, y in zip(g1, model.parameters()))
+
+
+def test_shared_prefix_loss_equals_full_loss_and_grads():
+    from frs_ros.reasoning.prompt import encode_prompt
+    from frs_ros.training.sft import collate
+
+    tok = _tok()
+    model = build_nano_student(TINY, tok, seed=4)
+    b = collate([encode_example(tok, r) for r in RECORDS], tok.pad_token_id)
+    p = encode_prompt(tok, prompt_of(RECORDS[0])).boundaries[0]
+    _assert_shared_prefix_matches_full(model, b, p)
 
 
 OTHER_TWIN = "twin t=0.00s depth=sensor objects=1\n#4 red cup x=0.50 z=1.00 size=0.08x0.10"
@@ -144,21 +151,14 @@ def test_twin_grouped_batches_never_mix_twins():
 
 def test_twin_prefix_shared_loss_equals_full_loss_and_grads():
     """The [instruction + twin] prefix of a twin group runs once: same loss and gradients."""
-    from frs_ros.training.sft import collate, scored_positions_loss, shared_prefix_loss
+    from frs_ros.training.sft import collate
 
     tok = _tok(GROUPED)
     model = build_nano_student(TINY, tok, seed=5)
     b = collate([encode_example(tok, r) for r in RECORDS], tok.pad_token_id)
     p = encode_prompt(tok, prompt_of(RECORDS[0])).boundaries[1]  # instruction + twin
     assert p > encode_prompt(tok, prompt_of(RECORDS[0])).boundaries[0]
-    a, n1 = scored_positions_loss(model, b["input_ids"], b["attention_mask"], b["labels"])
-    a.backward()
-    g1 = [x.grad.clone() for x in model.parameters()]
-    model.zero_grad()
-    c, n2 = shared_prefix_loss(model, b["input_ids"], b["attention_mask"], b["labels"], p)
-    c.backward()
-    assert n1 == n2 and abs(a.item() - c.item()) < 1e-5
-    assert all(torch.allclose(x, y.grad, atol=1e-5) for x, y in zip(g1, model.parameters()))
+    _assert_shared_prefix_matches_full(model, b, p)
 
 
 def test_sft_resumes_exactly_where_it_stopped(tmp_path):
