@@ -837,6 +837,19 @@ def run_smollm2(a, scenes) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ main
+
+
+def _write_results(R: dict, table: str, a) -> Path:
+    """Print the table; write the results JSON to ``a.out`` and the table to ``a.md`` (if set)."""
+    print(table)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(R, indent=1, default=str))
+    if a.md:
+        Path(a.md).write_text(table + "\n")
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="", help="JSON results file (default bench/results/bench_results.json, "
@@ -907,12 +920,7 @@ def main(argv=None) -> int:
                  f"transformers {m['transformers']}; load avg at start {m['loadavg_start'][0]:.2f}, at end "
                  f"{R['loadavg_end'][0]:.2f}; {m['date_utc']}; commit {R['git']['head']}"
                  + (f" + uncommitted {', '.join(R['git']['modified'])}" if R['git']['modified'] else "") + "\n\n" + body)
-        print(table)
-        out = Path(a.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(R, indent=1, default=str))
-        if a.md:
-            Path(a.md).write_text(table + "\n")
+        out = _write_results(R, table, a)
         log(f"wrote {out}{', ' + a.md if a.md else ''} in {R['wall_s']:.0f} s")
         return 0
     log("bandwidth probe")
@@ -963,12 +971,7 @@ def main(argv=None) -> int:
     R["bench_peak_rss_gb"] = optim.peak_rss_bytes() / 1e9
     R["wall_s"] = time.perf_counter() - t0
     table = report(R)
-    print(table)
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(R, indent=1, default=str))
-    if a.md:
-        Path(a.md).write_text(table + "\n")
+    out = _write_results(R, table, a)
     Path(a.img_prefix).parent.mkdir(parents=True, exist_ok=True)
     files = charts(R, Path(a.img_prefix))
     log(f"wrote {out}, {', '.join(files)} in {R['wall_s']:.0f} s")
