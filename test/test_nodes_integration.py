@@ -35,16 +35,11 @@ class SlowOracle:
         self.inner.observe(twin, frame)
 
     def reason(self, query, twin, twin_text, frame, tools, *, max_targets=0, cancel=None, on_feedback=None):
-        from frs_ros.reasoning.base import Feedback, ReasonerOutput
+        from frs_ros.nodes.soak import slow_tokens
 
-        if self.delay_s > 0:
-            for i in range(self.tokens):
-                if cancel is not None and cancel.is_set():
-                    return ReasonerOutput(text="<reason>" + "." * i, status="cancelled", error="cancelled between tokens",
-                                          generated_tokens=i)
-                if on_feedback is not None:
-                    on_feedback(Feedback("reasoning", "<reason>" + "." * i, i))
-                time.sleep(self.delay_s)
+        stopped = slow_tokens(self.tokens if self.delay_s > 0 else 0, self.delay_s, cancel, on_feedback)
+        if stopped is not None:
+            return stopped
         return self.inner.reason(query, twin, twin_text, frame, tools, max_targets=max_targets, cancel=cancel,
                                  on_feedback=on_feedback)
 

@@ -53,6 +53,22 @@ def small_twin(stamp_ns: int):
     return DigitalTwin(stamp_ns=int(stamp_ns), frame_id="cam", intrinsics=k, objects=[obj])
 
 
+def slow_tokens(n: int, delay_s: float, cancel, on_feedback):
+    """Stream ``n`` placeholder "tokens", one per ``delay_s`` [s], with feedback, checking ``cancel``
+    between tokens (a long-running reasoner to cancel or preempt, deterministically). Returns the
+    ``cancelled`` ReasonerOutput when cancelled, else None."""
+    from frs_ros.reasoning.base import Feedback, ReasonerOutput
+
+    for i in range(n):
+        if cancel is not None and cancel.is_set():
+            return ReasonerOutput(text="<reason>" + "." * i, status="cancelled", error="cancelled between tokens",
+                                  generated_tokens=i)
+        if on_feedback is not None:
+            on_feedback(Feedback("reasoning", "<reason>" + "." * i, i))
+        time.sleep(delay_s)
+    return None
+
+
 class ScriptedReasoner:
     """Answers ``[5]``; with ``delay_s`` > 0 it first streams ``tokens`` "tokens", stopping between
     them when cancelled (something long-running to cancel, deterministically). ``calls`` counts."""
@@ -62,18 +78,14 @@ class ScriptedReasoner:
         self.tokens = 50
         self.calls = 0
 
-    def reason(self, query, twin, twin_text, frame, tools, *, max_targets=0, cancel=None, on_feedback=None, sim_query=None):
-        from frs_ros.reasoning.base import Feedback, ReasonerOutput
+    def reason(self, query, twin, twin_text, frame, tools, *, max_targets=0, cancel=None, on_feedback=None):
+        from frs_ros.reasoning.base import ReasonerOutput
         from frs_ros.reasoning.rollout import parse_rollout
 
         self.calls += 1
-        for i in range(self.tokens if self.delay_s > 0 else 0):
-            if cancel is not None and cancel.is_set():
-                return ReasonerOutput(text="<reason>" + "." * i, status="cancelled", error="cancelled between tokens",
-                                      generated_tokens=i)
-            if on_feedback is not None:
-                on_feedback(Feedback("reasoning", "<reason>" + "." * i, i))
-            time.sleep(self.delay_s)
+        stopped = slow_tokens(self.tokens if self.delay_s > 0 else 0, self.delay_s, cancel, on_feedback)
+        if stopped is not None:
+            return stopped
         text = "<reason>a mug holds tea</reason><answer>5</answer>"
         return ReasonerOutput(text=text, rollout=parse_rollout(text), status="ok", generated_tokens=8)
 
