@@ -278,13 +278,13 @@ class _Chain:
             self.need_fact(fact)
             return self.done(f"{fact}.")
         aff = s.get("affordance", "")
-        if self.tools_ok and aff:
+        if aff and self.can_match():
             return self.by_match(aff, t)
         return self.done(f"{self.group(t)}: each {aff}.")
 
     def solve_affordance(self) -> None:
         aff = self.spec.get("affordance", "")
-        if self.tools_ok and aff:
+        if aff and self.can_match():
             return self.by_match(aff, self.targets)
         return self.done(f"{self.group(self.targets)} {aff}.")
 
@@ -292,16 +292,24 @@ class _Chain:
     # (affordance gIoU 0.63 for the SFT student without the tool); the match() tool ranks the
     # twin's labels by sentence embedding and the chain answers with what it returns. A chain where
     # the tool's objects are not the targets is flagged DO_NOT_TRAIN (the answer stays the truth).
+    def can_match(self) -> bool:
+        """Tools are on and match()'s sentence embedder loads; without it (the core install, no
+        torch) the chain names the use itself, flagged DO_NOT_TRAIN (training chains use the tool)."""
+        if not self.tools_ok:
+            return False
+        from frs_ros.text_embed import shared_embedder
+
+        try:
+            shared_embedder()
+        except RuntimeError as e:
+            self.warnings.append(f"match() is unavailable ({e}); answered without it ({DO_NOT_TRAIN})")
+            return False
+        return True
+
     def by_match(self, aff: str, targets: list[TwinObject]) -> None:
         from frs_ros.twin.tools import match_ids
 
-        try:
-            got = match_ids(aff, self.twin)
-        except RuntimeError as e:  # no sentence embedder in this install (the core without torch)
-            self.warnings.append(f"match() is unavailable ({e}); answered without it ({DO_NOT_TRAIN})")
-            if not targets:
-                return self.done(f"Nothing here {aff}.", answer=[])
-            return self.done(f"{self.group(targets)} {aff}.", answer=targets)
+        got = match_ids(aff, self.twin)
         if set(got) != {o.track_id for o in targets}:
             self.warnings.append(f"match({aff!r}) gives {sorted(got)}, the targets are "
                                  f"{sorted(o.track_id for o in targets)} ({DO_NOT_TRAIN})")
@@ -368,7 +376,7 @@ class _Chain:
         if "color" in s and "category" in s:
             return self.done(f"No {s['color']} {s['category']} here.", answer=[])
         if "affordance" in s:
-            if self.tools_ok:
+            if self.can_match():
                 return self.by_match(s["affordance"], [])
             return self.done(f"Nothing here {s['affordance']}.", answer=[])
         if "category" in s:
