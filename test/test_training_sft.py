@@ -179,3 +179,15 @@ def test_sft_resumes_exactly_where_it_stopped(tmp_path):
     fresh = build_nano_student(TINY, tok, seed=6)
     res = train_sft(SFTConfig(out=str(tmp_path / "b"), max_steps=1, resume=False, **base), fresh, tok, GROUPED)
     assert [h["step"] for h in res.history] == [1]
+
+
+def test_repeat_kinds_copies_rare_kinds_next_to_their_original_and_rejects_bad_counts():
+    from frs_ros.training.sft import repeat_kinds
+
+    recs = [{"kind": "temporal", "id": "a"}, {"kind": "spatial", "id": "b"}, {"id": "c"}]
+    out = repeat_kinds(recs, {"temporal": 3})
+    assert [r["id"] for r in out] == ["a", "a", "a", "b", "c"]
+    assert repeat_kinds(recs, {}) == recs
+    for bad in (0, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="kind_repeat\\['temporal'\\]"):
+            repeat_kinds(recs, {"temporal": bad})

@@ -109,6 +109,11 @@ def cmd_sft(cfg: SFTConfig) -> dict:
 
     torch.set_num_threads(cfg.num_threads)
     records = read_chains(cfg.chains, cfg.max_examples)
+    if cfg.kind_repeat:
+        from frs_ros.training.sft import repeat_kinds
+
+        records = repeat_kinds(records, cfg.kind_repeat)
+        _log(f"sft: {len(records)} records after kind_repeat {dict(cfg.kind_repeat)}")
     if cfg.augment_prob > 0:
         from frs_ros.training.augment import augment_records
 

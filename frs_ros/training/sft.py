@@ -152,6 +152,18 @@ def read_chains(paths: Iterable[str], max_examples: int = 0) -> list[dict]:
     return out
 
 
+def repeat_kinds(records: Sequence[dict], repeat: dict) -> list[dict]:
+    """``records`` with each record of kind k listed ``repeat[k]`` times (default 1), copies
+    next to their original. Raises on a count < 1 or not an integer, naming the kind."""
+    for kind, n in repeat.items():
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"kind_repeat[{kind!r}] must be an integer >= 1, got {n!r}")
+    out: list[dict] = []
+    for r in records:
+        out += [r] * repeat.get(r.get("kind", ""), 1)
+    return out
+
+
 def masked_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Mean next-token cross-entropy over label positions != -100.
 
