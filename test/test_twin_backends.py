@@ -218,3 +218,34 @@ def test_sam2_keyframes_in_the_background_with_flow_between(tiny_models):
                 assert o.keyframe_ns <= t.stamp_ns and (o.visible or o.depth.source == "sensor")
         runs.append(_fingerprint(twins))
     assert runs[0] == runs[1] == runs[2]
+
+
+def test_model_gate_says_once_why_it_waits_and_never_when_free():
+    import threading
+    import time
+
+    from frs_ros.twin.backends.base import ModelGate
+
+    gate, msgs = ModelGate(), []
+    with gate.hold("labeler", msgs.append):
+        with gate.hold("segmenter", msgs.append):  # another model: its own lock
+            pass
+    assert msgs == []
+    inside, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def keyframe():
+        with gate.hold("labeler"):
+            inside.set()
+            release.wait(10)
+
+    th = threading.Thread(target=keyframe)
+    th.start()
+    assert inside.wait(10)
+    waiter = threading.Thread(target=lambda: (gate.hold("labeler", msgs.append).__enter__(), done.set()))
+    waiter.start()
+    time.sleep(0.2)
+    assert msgs == ["waiting for the labeler (in use by a background keyframe)"] and not done.is_set()
+    release.set()
+    assert done.wait(10) and len(msgs) == 1
+    th.join(10)
+    waiter.join(10)

@@ -141,3 +141,36 @@ def test_held_keyframes_do_not_start():
     tr.update(_scene(3))
     tr.update(_scene(4))
     assert tr.stats["keyframes_submitted"] >= 1 and tr.latest().objects
+
+
+def test_detect_waits_for_the_segmenter_a_background_keyframe_holds_and_says_so():
+    from frs_ros.reasoning.types import ToolCall
+    from frs_ros.twin.tools import run_tool
+
+    cfg = TwinConfig(propagator="flow", keyframes="background", keyframe_interval=3, labeler="sim")
+    be = build_twin_backends(cfg)
+    be.segmenter = _GatedSim(cfg)
+    tr = Tracker(cfg, backends=be)
+    try:
+        for i in range(2):
+            tr.update(_scene(i))
+        assert be.segmenter.started.wait(10)  # the keyframe is inside the segmenter now
+        msgs, out = [], {}
+        th = threading.Thread(target=lambda: out.update(r=run_tool(ToolCall("detect", ("mug",)), tr,
+                                                                 on_wait=msgs.append)))
+        th.start()
+        deadline = time.monotonic() + 10
+        while not msgs and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # the mug is not in the (still empty) twin: detect needs segment_boxes, which the keyframe holds
+        assert msgs == ["waiting for the segmenter (in use by a background keyframe)"] and th.is_alive()
+        be.segmenter.gate.set()
+        th.join(30)
+        assert not th.is_alive() and "(new)" in out["r"] and len(msgs) == 1
+        assert tr.wait_keyframe(30)
+        msgs.clear()
+        run_tool(ToolCall("detect", ("bottle",)), tr, on_wait=msgs.append)
+        assert msgs == []  # a free model: no wait, no message
+    finally:
+        be.segmenter.gate.set()
+        tr.close()

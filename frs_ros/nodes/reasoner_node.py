@@ -365,15 +365,23 @@ class ReasonerNode(LifecycleNode):
             timer.daemon = True
             timer.start()
 
+            so_far = {"text": "", "tokens": 0}
+
             def on_feedback(fb) -> None:
+                so_far.update(text=fb.reasoning_so_far, tokens=fb.generated_tokens)
                 send_feedback(int(fb.stage_index), fb.stage, fb.reasoning_so_far, fb.generated_tokens)
+
+            def on_model_wait(message: str) -> None:
+                # detect() needs a model a background keyframe holds (TwinBackends.gate): say so
+                self.get_logger().info(f"goal {gid[:8]}: {message}")
+                send_feedback(Feedback.STAGE_RUNNING_TOOL, "waiting_for_model", so_far["text"], so_far["tokens"])
 
             tools = None
             if snap.tracker is not None:
                 from frs_ros.twin.tools import run_tool
 
                 tracker, frame = snap.tracker, snap.frame
-                tools = lambda call: run_tool(call, tracker, frame)  # noqa: E731
+                tools = lambda call: run_tool(call, tracker, frame, on_wait=on_model_wait)  # noqa: E731
             try:
                 answer = engine.answer(query, snap.twin, snap.frame, max_targets=int(goal.max_targets),
                                        cancel=active.cancel, on_feedback=on_feedback, tool_executor=tools)

@@ -19,7 +19,7 @@ Bad calls raise ``ToolError`` with a sentence the reasoner can put in ``<results
 from __future__ import annotations
 
 import math
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import cv2
 import numpy as np
@@ -136,9 +136,13 @@ def run_tool(
     tracker_or_twin: Union[Tracker, DigitalTwin],
     frame: Optional[Frame] = None,
     backends: Optional[TwinBackends] = None,
+    on_wait: Optional[Callable[[str], None]] = None,
 ) -> str:
     """Run one tool call and return its ``<results>`` line; updates the twin (and the tracker's
     persistent tracks when given a ``Tracker``).
+
+    on_wait: called with a message when ``detect`` has to wait for a model a background
+        keyframe is using (``TwinBackends.gate``), before it blocks; e.g. action feedback.
 
     frame: the frame a plain twin belongs to (needed by ``detect`` and ``describe``); with a
         ``Tracker`` the tracker's latest twin and its own frame are used and ``frame`` is ignored. backends: labeler/segmenter for ``detect`` when only a twin
@@ -161,7 +165,7 @@ def run_tool(
     if len(args) != want[name]:
         raise ToolError(f"{name}() takes {want[name]} argument(s), got {len(args)}: {call.render()}")
     if name == "detect":
-        return _detect(str(args[0]), twin, tracker, frame, backends)
+        return _detect(str(args[0]), twin, tracker, frame, backends, on_wait)
     if name == "describe":
         return _describe(_parse_id(args[0], twin, name), twin, tracker, frame)
     if name == "relation":
@@ -219,7 +223,8 @@ def _need_frame(frame: Optional[Frame], twin: DigitalTwin, tool: str) -> Frame:
     return frame
 
 
-def _detect(text: str, twin: DigitalTwin, tracker: Optional[Tracker], frame, backends) -> str:
+def _detect(text: str, twin: DigitalTwin, tracker: Optional[Tracker], frame, backends,
+            on_wait: Optional[Callable[[str], None]] = None) -> str:
     text = text.strip()
     if not text:
         raise ToolError('detect() needs a non-empty text query, e.g. detect("red mug")')
@@ -230,7 +235,9 @@ def _detect(text: str, twin: DigitalTwin, tracker: Optional[Tracker], frame, bac
             "detect() needs an open-vocabulary labeler; configure twin.labeler='owlv2' (or 'sim' in the simulator)"
         )
     thresh = tracker.config.detect_score_thresh if tracker is not None else 0.1
-    hits = [(tuple(int(round(v)) for v in box), float(s)) for box, s in be.labeler.detect(frame, text) if s >= thresh]
+    with be.gate.hold("labeler", on_wait):
+        raw = be.labeler.detect(frame, text)
+    hits = [(tuple(int(round(v)) for v in box), float(s)) for box, s in raw if s >= thresh]
     found: dict[int, float] = {}
     new_ids: list[int] = []
     unmatched = 0
@@ -245,7 +252,10 @@ def _detect(text: str, twin: DigitalTwin, tracker: Optional[Tracker], frame, bac
             if best.track_id not in found or score > found[best.track_id]:
                 found[best.track_id] = score
             continue
-        masks = be.segmenter.segment_boxes(frame, [box]) if tracker is not None else []
+        masks = []
+        if tracker is not None:
+            with be.gate.hold("segmenter", on_wait):
+                masks = be.segmenter.segment_boxes(frame, [box])
         min_area = tracker.config.min_mask_area_px if tracker is not None else 1
         if masks and int(masks[0].sum()) >= min_area and all(
             mask_iou(masks[0], rle_decode(o.mask), empty=0.0) < 0.5 for o in visible

@@ -146,7 +146,8 @@ class Tracker:
                 # the propagator cannot propagate: segment every frame and associate
                 self.stats["segment_calls"] += 1
                 keyframe = not self._tracks or self._frames_since_key + 1 >= cfg.keyframe_interval
-                cands = self._filter(seg.segment(frame))
+                with self.backends.gate.hold("segmenter"):
+                    cands = self._filter(seg.segment(frame))
                 assign, rest = self._associate(cands, frame, depth, source, list(self._tracks))
                 observed = {tid: cands[ci] for tid, ci in assign.items()}
                 new_masks = [cands[i] for i in rest]
@@ -162,7 +163,8 @@ class Tracker:
                 if self._runner is None and due:
                     keyframe = True
                     self.stats["segment_calls"] += 1
-                    cands = self._filter(seg.segment(frame))
+                    with self.backends.gate.hold("segmenter"):
+                        cands = self._filter(seg.segment(frame))
                     matched, rest = self._merge(cands, observed, frame, depth, source)
                     new_masks = [cands[i] for i in rest]
                     self._mask_ns.update({tid: t for tid in matched})
@@ -410,10 +412,16 @@ class Tracker:
     def _keyframe_work(self, frame: Frame):
         """What the background worker computes for a keyframe (no tracker state, no lock):
         masks of ``frame`` and, with a labeler, each mask's label candidates on that frame."""
-        masks = self._filter(self.backends.segmenter.segment(frame))
+        gate = self.backends.gate
+        with gate.hold("segmenter"):
+            masks = self._filter(self.backends.segmenter.segment(frame))
         lab = self.backends.labeler
-        labels = lab.label(frame, masks) if lab is not None and masks else (None if lab is None else [])
-        return masks, labels
+        if lab is None:
+            return masks, None
+        if not masks:
+            return masks, []
+        with gate.hold("labeler"):
+            return masks, lab.label(frame, masks)
 
     def _land(self, landed, frame: Frame) -> bool:
         """Book-keeping of a landed keyframe; False when its models failed (nothing to merge)."""
@@ -531,7 +539,8 @@ class Tracker:
         if lab is None or not track_ids:
             return
         self.stats["label_calls"] += 1
-        results = lab.label(frame, [self._tracks[t].mask for t in track_ids])
+        with self.backends.gate.hold("labeler"):
+            results = lab.label(frame, [self._tracks[t].mask for t in track_ids])
         for tid, cands in zip(track_ids, results):
             tr = self._tracks[tid]
             tr.label_events += 1

@@ -6,8 +6,10 @@ inclusive-exclusive (``frs_ros.masks.mask_box`` convention).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Protocol, runtime_checkable
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Optional, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -89,15 +91,45 @@ class DepthEstimator(Protocol):
         """``(depth (H, W) float32, kind)``; kind 'metric' means metres, 'relative' unitless."""
 
 
+class ModelGate:
+    """One lock per heavy model, shared by the background keyframe worker and the reasoner's
+    ``detect`` tool: a model object is not safe for two callers at once (SAM-2's image
+    predictor keeps the image it was last given), so a tool call waits for the keyframe's use of
+    that model to end. ``hold(name, on_wait)`` calls ``on_wait(message)`` once before it blocks,
+    so a goal can say why it waits (action feedback); it never waits when the model is free."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, name: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(name, threading.Lock())
+
+    @contextmanager
+    def hold(self, name: str, on_wait: Optional[Callable[[str], None]] = None) -> Iterator[None]:
+        lock = self._lock(name)
+        if not lock.acquire(blocking=False):
+            if on_wait is not None:
+                on_wait(f"waiting for the {name} (in use by a background keyframe)")
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+
+
 @dataclass
 class TwinBackends:
     """What ``build_twin_backends`` returns; ``labeler``/``depth`` may be None (not configured);
-    ``propagator`` None means the segmenter propagates (its own ``set_tracks``/``propagate``)."""
+    ``propagator`` None means the segmenter propagates (its own ``set_tracks``/``propagate``).
+    ``gate``: the per-model locks (``ModelGate``) of the keyframe worker and ``detect``."""
 
     segmenter: Segmenter
     labeler: Optional[Labeler] = None
     depth: Optional[DepthEstimator] = None
     propagator: Optional[Propagator] = None
+    gate: ModelGate = field(default_factory=ModelGate, repr=False, compare=False)
 
     @property
     def tracks_with(self):
