@@ -111,6 +111,9 @@ class TwinConfig:
     flow_depth_gate_m: float = knob(0.15, doc="flow propagator: a warped mask pixel whose depth differs from the depth "
                                     "it came from by more than this is dropped (an occluder moved over the object); "
                                     "0 = no gate", unit="m", range=(0.0, None))
+    flow_refine: bool = knob(True, doc="flow propagator: snap every warped mask to this frame's colour and depth "
+                             "edges (one marker watershed over all tracks, seeded by the eroded warped masks; the "
+                             "nearer track wins where two overlap); ~3 ms at 320x240. Off: the warped masks as they are")
 
     def __post_init__(self) -> None:
         check_knobs(self, "twin", TwinConfigError)
