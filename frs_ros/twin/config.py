@@ -94,7 +94,8 @@ class TwinConfig:
                         "query needs no tool call")
     propagator: str = knob("segmenter", doc="what moves the tracked masks on every frame (the cheap path): segmenter "
                            "(the segmenter's own propagation: sim ids / SAM-2 video memory) | flow (DIS optical flow, "
-                           "milliseconds, colour only) | sim | sam2 | hold (keep the last mask; a baseline)",
+                           "milliseconds, snapped to colour and depth edges: flow_refine) | sim | sam2 | hold (keep the "
+                           "last mask; a baseline)",
                            choices=PROPAGATORS)
     keyframes: str = knob("inline", doc="where keyframe segmentation + labelling run: inline (inside update, which then "
                           "takes as long as the models) | background (a worker thread; update never waits for it, and a "
