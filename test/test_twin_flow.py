@@ -3,7 +3,7 @@
 import numpy as np
 
 from frs_ros.masks import mask_iou
-from frs_ros.twin.backends.flow import FlowPropagator, warp_mask
+from frs_ros.twin.backends.flow import FlowPropagator, refine_masks, warp_mask
 from frs_ros.twin.backends.hold import HoldPropagator
 from frs_ros.twin.config import TwinConfig
 from frs_ros.twin.synthetic import Shape2D, make_frame
@@ -82,3 +82,77 @@ def test_flow_never_reads_ground_truth():
         p.set_tracks(frames[0], {1: ref.gt.instance_map == 1})
         outs.append([p.propagate(f)[1] for f in frames[1:]])
     assert all(np.array_equal(a, b) for a, b in zip(*outs))
+
+
+# --- boundary refinement (flow_refine): warped masks snapped to colour and depth edges ---------------
+
+def _shift(mask, dx, dy=0):
+    return np.roll(np.roll(mask, dy, 0), dx, 1)
+
+
+def _two_objects(near_x=70, with_depth=True):
+    """A mug (disc, 1.0 m) and a nearer box (0.6 m) on a grey 2 m background; the box may overlap the mug."""
+    shapes = [Shape2D(1, "mug", "disc", 45, 48, 30, 30, 1.0, (200, 30, 30)),
+              Shape2D(2, "box", "rect", near_x, 50, 24, 36, 0.6, (30, 160, 60))]
+    return make_frame(shapes, width=128, height=96, with_depth=with_depth)
+
+
+def test_refine_snaps_drifted_masks_back_to_both_objects():
+    f = _two_objects()
+    gt = f.gt.instance_map
+    drifted = {1: _shift(gt == 1, 0, 2), 2: _shift(gt == 2, -2)}  # a frame of flow drift (2 px)
+    assert mask_iou(drifted[1], gt == 1) < 0.9 and mask_iou(drifted[2], gt == 2) < 0.9
+    out = refine_masks(drifted, f.rgb, f.depth)
+    assert mask_iou(out[1], gt == 1) > 0.97 and mask_iou(out[2], gt == 2) > 0.95
+    assert not (out[1] & out[2]).any()
+
+
+def test_refine_uses_depth_where_colour_has_no_edge():
+    # an object the colour of the background, 1 m in front of it: only depth shows its outline
+    shapes = [Shape2D(1, "box", "rect", 60, 48, 30, 30, 1.0, (90, 90, 90))]
+    f = make_frame(shapes, width=128, height=96)
+    gt = f.gt.instance_map == 1
+    drifted = {1: _shift(gt, 2, 0)}
+    assert mask_iou(refine_masks(drifted, f.rgb, f.depth)[1], gt) > 0.95
+    assert mask_iou(refine_masks(drifted, f.rgb, None)[1], gt) < 0.9  # colour alone cannot tell
+
+
+def test_refine_gives_an_overlap_to_the_nearer_object():
+    # the box (0.6 m) now covers the mug's right part (1.0 m); both warped masks claim the overlap
+    f = _two_objects(near_x=58)
+    gt = f.gt.instance_map
+    mug_whole = _two_objects(near_x=200).gt.instance_map == 1  # the mug's full disc, as flow would carry it
+    box = gt == 2
+    assert (mug_whole & box).sum() > 100
+    out = refine_masks({1: mug_whole, 2: box}, f.rgb, f.depth)
+    assert mask_iou(out[2], box) > 0.97  # the nearer box keeps all of itself
+    assert not (out[1] & box).any() and mask_iou(out[1], gt == 1) > 0.95  # the mug keeps its visible part
+
+
+def test_refine_keeps_empty_masks_and_rejects_a_leak():
+    f = _two_objects()
+    gt = f.gt.instance_map
+    empty = np.zeros_like(gt, bool)
+    out = refine_masks({1: gt == 1, 3: empty}, f.rgb, f.depth)
+    assert not out[3].any() and mask_iou(out[1], gt == 1) > 0.97
+    assert refine_masks({}, f.rgb, f.depth) == {}
+    # a mask seeded on flat background (no edge near it) would flood the whole band: kept as warped
+    blob = np.zeros_like(gt, bool)
+    blob[5:12, 100:108] = True
+    assert np.array_equal(refine_masks({4: blob}, f.rgb, f.depth)[4], blob)
+
+
+def test_flow_refine_knob_corrects_drift_through_the_propagator():
+    # a still scene; the tracks start from drifted masks: one propagate snaps them (refine on) or not
+    frames = [make_frame([Shape2D(1, "mug", "disc", 40, 40, 20, 20, 1.0, (200, 30, 30)),
+                          Shape2D(2, "bottle", "rect", 90, 50, 16, 30, 1.2, (30, 160, 60))],
+                         width=128, height=96, stamp_ns=i * DT, seq=i) for i in range(2)]
+    gt = frames[1].gt.instance_map
+    res = {}
+    for refine in (True, False):
+        p = FlowPropagator(TwinConfig(flow_refine=refine))
+        p.propagate(frames[0])
+        p.set_tracks(frames[0], {1: _shift(gt == 1, 2), 2: _shift(gt == 2, 0, 2)})
+        out = p.propagate(frames[1])
+        res[refine] = (mask_iou(out[1], gt == 1), mask_iou(out[2], gt == 2))
+    assert min(res[True]) > 0.95 and max(res[False]) < 0.9
