@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from frs_ros.native import NativeKernelError, load_causal_lm_int8  # noqa: E402
-from frs_ros.reasoning.lm.int8 import PackedInt8Matrix  # noqa: E402
+from frs_ros.reasoning.lm.int8 import HUGE_PAGE, PackedInt8Matrix, hugepage_arena  # noqa: E402
 from frs_ros.reasoning.lm.lean import LeanDecoder  # noqa: E402
 
 FAMILIES = ("qwen3", "llama")
@@ -215,6 +215,24 @@ def test_packed_matrix_round_trip():
     assert m.nbytes() == 3 * 5 * 64 + 37 * 4
     with pytest.raises(ValueError, match="divisible by 4"):
         PackedInt8Matrix(torch.randn(8, 10))
+
+
+def test_weights_in_the_hugepage_arena_give_the_same_bits(model, ids, monkeypatch):
+    dec = LeanDecoder(model, weights="int8", kernel="native", max_len=512)
+    monkeypatch.setattr(LeanDecoder, "huge_pages", False)
+    plain = LeanDecoder(model, weights="int8", kernel="native", max_len=512)
+    assert plain._arena is None
+    mats = [m for L in dec.layers for m in (L.qkv, L.o, L.gate_up, L.down)] + [dec.lm_head]
+    if dec._arena is not None:  # Linux: every packed matrix is a view into the one mapping, the first 2 MB-aligned
+        base = torch.frombuffer(dec._arena, dtype=torch.int8).data_ptr()
+        assert all(base <= m.w.data_ptr() < base + len(dec._arena) for m in mats)
+        assert mats[0].w.data_ptr() % HUGE_PAGE == 0
+    for a, b in zip(mats, [m for L in plain.layers for m in (L.qkv, L.o, L.gate_up, L.down)] + [plain.lm_head]):
+        assert torch.equal(a.w, b.w)
+    got = dec.forward(ids[:100], logits_for="all")
+    assert torch.equal(got, plain.forward(ids[:100], logits_for="all"))
+    assert torch.equal(dec.forward([ids[100]]), plain.forward([ids[100]]))
+    assert hugepage_arena([]) is None
 
 
 def test_nan_input_gives_nan_logits_not_a_crash(model):

@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from frs_ros.reasoning.lm.int8 import FloatLinear, PackedInt8Matrix, int8_linear, interleave_blocks, quantize_rows
+from frs_ros.reasoning.lm.int8 import (FloatLinear, PackedInt8Matrix, hugepage_arena, int8_linear, interleave_blocks,
+                                       quantize_rows)
 
 __all__ = ["KERNELS", "SUPPORTED_MODEL_TYPES", "check_architecture", "KVCache", "LeanDecoder", "LeanCausalLM"]
 
@@ -277,9 +278,15 @@ class LeanDecoder:
         ang = torch.arange(self.max_len, dtype=torch.float32)[:, None] * inv[None, :]
         #: RoPE table (max_len, hd/2, 2): cos, sin of each position and pair (the kernel's layout)
         self.rope = torch.stack([ang.cos(), ang.sin()], -1).contiguous()
+        self._arena = None
         if self._lib is not None:
+            if self.huge_pages:
+                self._arena = hugepage_arena([m for L in self.layers for m in (L.qkv, L.o, L.gate_up, L.down)] + [self.lm_head])
             self._bind_native()
         self.cache = self.new_cache()
+
+    #: native kernel: keep the packed weights in transparent huge pages (int8.hugepage_arena)
+    huge_pages: bool = True
 
     def _bind_native(self) -> None:
         """The ctypes view of the weights for the C kernel (pointers into this object's tensors)."""
