@@ -3,7 +3,7 @@
 Random weights (speed does not depend on them), real sizes: 30 layers, hidden 576, 9 / 3 heads,
 head_dim 64, intermediate 1536, tied 49152 x 576 head. Variant A: the native kernel built from a
 given C source (default: the file at git ``--ref``, HEAD) on a decoder whose packed weights are in
-huge pages or not (``--huge-a``); variant B: the working tree's kernel, ``--huge-b``. Each has its
+huge pages or not, and its KV caches likewise (``--huge-a``); variant B: the working tree's kernel, ``--huge-b``. Each has its
 own decoder (own weight copy); a ``--ctx``-token prompt is prefilled once, then A and B alternate
 for ``--rounds`` rounds (order flipped every round), each decoding ``--tokens`` greedy tokens
 from a copy of the prefilled cache through ``LeanDecoder.forward`` + ``argmax`` (the Python
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from frs_ros import native  # noqa: E402
-from frs_ros.reasoning.lm.lean import LeanDecoder  # noqa: E402
+from frs_ros.reasoning.lm.lean import KVCache, LeanDecoder  # noqa: E402
 
 
 def build(src: Path, out: Path) -> ctypes.CDLL:
@@ -70,7 +70,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=11)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--huge-a", type=int, default=0, help="kernel A's decoder keeps its weights in huge pages (1) or not (0)")
+    ap.add_argument("--huge-a", type=int, default=0,
+                    help="variant A keeps its packed weights and KV caches in huge pages (1) or not (0)")
     ap.add_argument("--huge-b", type=int, default=1, help="the same for B")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -82,16 +83,17 @@ def main() -> None:
     libs = {"A": build(src_a, tmp / "a.so"), "B": native.load_causal_lm_int8()}
     model = smollm2()
     decs = {}
-    for k, huge in (("A", a.huge_a), ("B", a.huge_b)):  # one decoder each: its own weight copy
-        LeanDecoder.huge_pages = bool(huge)
+    huge = {"A": bool(a.huge_a), "B": bool(a.huge_b)}
+    for k in ("A", "B"):  # one decoder each: its own weight copy
+        LeanDecoder.huge_pages = KVCache.huge_pages = huge[k]
         decs[k] = LeanDecoder(model, weights="int8", kernel="native", max_len=a.ctx + a.tokens + 8)
         decs[k]._lib = libs[k]
         decs[k]._bind_native()
-    LeanDecoder.huge_pages = True
     del model
     ids = torch.randint(0, 49152, (a.ctx,), generator=torch.Generator().manual_seed(1)).tolist()
     start = {}
     for k, dec in decs.items():
+        KVCache.huge_pages = huge[k]
         c = dec.new_cache(a.ctx + a.tokens + 8)
         start[k] = (c, dec.prefill(ids, c))
     ms = {k: [] for k in libs}  # mean ms/token of each round
@@ -100,6 +102,7 @@ def main() -> None:
     for r in range(a.rounds):
         for k in (("A", "B") if r % 2 == 0 else ("B", "A")):
             dec = decs[k]
+            KVCache.huge_pages = huge[k]  # the round's cache copy (KVCache.__deepcopy__) as the variant keeps it
             cache, logits = copy.deepcopy(start[k][0]), start[k][1]
             out, per = [], []
             t0 = time.perf_counter()

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from frs_ros.reasoning.lm.int8 import (FloatLinear, PackedInt8Matrix, hugepage_arena, int8_linear, interleave_blocks,
-                                       quantize_rows)
+from frs_ros.reasoning.lm.int8 import (FloatLinear, PackedInt8Matrix, hugepage_arena, hugepage_zeros, int8_linear,
+                                       interleave_blocks, quantize_rows)
 
 __all__ = ["KERNELS", "SUPPORTED_MODEL_TYPES", "check_architecture", "KVCache", "LeanDecoder", "LeanCausalLM"]
 
@@ -61,9 +61,21 @@ class KVCache:
     def __init__(self, n_layers: int, n_kv: int, head_dim: int, capacity: int = 256,
                  dtype: torch.dtype = torch.float32) -> None:
         self.shape = (n_layers, n_kv, head_dim)
-        self.k = torch.zeros(n_layers, n_kv, max(1, capacity), head_dim, dtype=dtype)
-        self.v = torch.zeros_like(self.k)
+        self.k = self._zeros(capacity, dtype)
+        self.v = self._zeros(capacity, dtype)
         self.length = 0
+
+    def _zeros(self, capacity: int, dtype: torch.dtype) -> torch.Tensor:
+        """One zeroed buffer ``(L, KV, capacity, hd)``: in transparent huge pages where it fills
+        at least one (a decoded token reads each layer's slice; measured on SmolLM2-135M, see
+        ``int8.hugepage_zeros``), else torch's."""
+        L, KV, hd = self.shape
+        shape = (L, KV, max(1, capacity), hd)
+        t = hugepage_zeros(shape, dtype) if self.huge_pages else None
+        return torch.zeros(shape, dtype=dtype) if t is None else t
+
+    #: keep the buffers in transparent huge pages where they fill at least one (``_zeros``)
+    huge_pages: bool = True
 
     @property
     def dtype(self) -> torch.dtype:
@@ -78,9 +90,7 @@ class KVCache:
         if n <= self.capacity:
             return
         cap = max(n, 2 * self.capacity)
-        L, KV, hd = self.shape
-        k = torch.zeros(L, KV, cap, hd, dtype=self.dtype)
-        v = torch.zeros_like(k)
+        k, v = self._zeros(cap, self.dtype), self._zeros(cap, self.dtype)
         k[:, :, : self.length] = self.k[:, :, : self.length]
         v[:, :, : self.length] = self.v[:, :, : self.length]
         self.k, self.v = k, v
