@@ -141,13 +141,20 @@ def timing_scene(tokenizer: Any, target_tokens: int = 530, seeds: Sequence[int] 
 # --------------------------------------------------------------------------------------------
 
 
+def greedy(logits: Any) -> int:
+    """The greedy token of a logits tensor with numpy's argmax, as LlamaTimer takes it over llama.cpp's
+    logits (same first-maximum rule; torch.argmax over SmolLM2's 49152 logits costs ~55 us, numpy's ~5:
+    measured, ~1.5 % of a decode step)."""
+    return int(np.argmax(logits.detach().cpu().numpy()))
+
+
 def ours_greedy(reasoner: Any, ids: Sequence[int], n: int) -> list[int]:
     """Greedy continuation through the runtime's ``forward`` (fresh cache)."""
     cache = reasoner.new_cache()
     logits = reasoner.forward(list(ids), cache)
     out = []
     for _ in range(n):
-        t = int(logits.argmax())
+        t = greedy(logits)
         out.append(t)
         logits = reasoner.forward([t], cache)
     return out
@@ -176,7 +183,7 @@ class OursTimer:
         cache, logits, toks = copy.deepcopy(self.cache0), self.logits0, []
         t = time.perf_counter()
         for _ in range(self.n):
-            tok = int(logits.argmax())
+            tok = greedy(logits)
             toks.append(tok)
             logits = self.r.forward([tok], cache)
         ms = 1e3 * (time.perf_counter() - t) / self.n

@@ -11,6 +11,7 @@ cache (a few seconds)."""
 from __future__ import annotations
 
 import copy
+import mmap
 import warnings
 
 import numpy as np
@@ -20,7 +21,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from frs_ros.native import NativeKernelError, load_causal_lm_int8  # noqa: E402
-from frs_ros.reasoning.lm.int8 import PackedInt8Matrix  # noqa: E402
+from frs_ros.reasoning.lm.int8 import HUGE_PAGE, PackedInt8Matrix, hugepage_arena  # noqa: E402
 from frs_ros.reasoning.lm.lean import LeanDecoder  # noqa: E402
 
 FAMILIES = ("qwen3", "llama")
@@ -215,6 +216,44 @@ def test_packed_matrix_round_trip():
     assert m.nbytes() == 3 * 5 * 64 + 37 * 4
     with pytest.raises(ValueError, match="divisible by 4"):
         PackedInt8Matrix(torch.randn(8, 10))
+
+
+def test_weights_in_the_hugepage_arena_give_the_same_bits(model, ids, monkeypatch):
+    dec = LeanDecoder(model, weights="int8", kernel="native", max_len=512)
+    monkeypatch.setattr(LeanDecoder, "huge_pages", False)
+    plain = LeanDecoder(model, weights="int8", kernel="native", max_len=512)
+    assert plain._arena is None
+    mats = [m for L in dec.layers for m in (L.qkv, L.o, L.gate_up, L.down)] + [dec.lm_head]
+    if dec._arena is not None:  # Linux: every packed matrix is a view into the one buffer, 2 MB-aligned
+        base = dec._arena.data_ptr()
+        assert all(base <= m.w.data_ptr() < base + dec._arena.numel() for m in mats)
+        assert base % HUGE_PAGE == 0
+    for a, b in zip(mats, [m for L in plain.layers for m in (L.qkv, L.o, L.gate_up, L.down)] + [plain.lm_head]):
+        assert torch.equal(a.w, b.w)
+    got = dec.forward(ids[:100], logits_for="all")
+    assert torch.equal(got, plain.forward(ids[:100], logits_for="all"))
+    assert torch.equal(dec.forward([ids[100]]), plain.forward([ids[100]]))
+    assert hugepage_arena([]) is None
+
+
+def test_kv_cache_buffers_of_a_huge_page_or_more_are_in_their_own_aligned_mapping():
+    from frs_ros.reasoning.lm.lean import KVCache
+
+    small = KVCache(2, 2, 24, capacity=256, dtype=torch.float16)  # 49 KB: torch's allocation
+    big = KVCache(30, 3, 64, capacity=600, dtype=torch.float16)  # SmolLM2's shape: 6.9 MB each
+    for c in (small, big):
+        assert c.k.is_contiguous() and not c.k.any() and not c.v.any()
+    if hasattr(mmap, "MADV_HUGEPAGE"):  # Linux: each buffer starts on a 2 MB boundary
+        assert big.k.data_ptr() % HUGE_PAGE == 0 and big.v.data_ptr() % HUGE_PAGE == 0
+    big.k[:, :, :10] = 1.5
+    big.v[:, :, :10] = -2.0
+    big.length = 10
+    big.reserve(700)  # grows into a new buffer, keeps the valid part, zeros the rest
+    assert big.capacity == 1200 and big.k.shape == (30, 3, 1200, 64)
+    assert bool((big.k[:, :, :10] == 1.5).all()) and bool((big.v[:, :, :10] == -2.0).all()) and not big.k[:, :, 10:].any()
+    twin = copy.deepcopy(big)
+    twin.k.fill_(0)
+    assert bool((big.k[:, :, :10] == 1.5).all()) and twin.length == 10
 
 
 def test_nan_input_gives_nan_logits_not_a_crash(model):

@@ -19,6 +19,9 @@
  *            token P + t written at row P + t: at SmolLM2's 30 layers x 3 KV heads x 64 dims a
  *            550-token context is 12.7 MB per decoded token instead of 25 MB (the weights are
  *            136 MB), and the reasoner's cached prefixes take half the memory.
+ *   pages    the caller (lean.py) keeps the packed weights and the KV caches in 2 MB transparent
+ *            huge pages (int8.hugepage_zeros): in 4 KB pages a token's ~150 MB are ~37k TLB
+ *            misses and prefetch restarts; measured 9 % less time per decoded token.
  *
  * Decoding one token (T = 1) is organised around the barriers (sync_team: spin, then yield),
  * which at a small width cost as much as the small ops: 5 per layer (after q|k|v, attention, o, gate|up + SiLU, down). Every thread

@@ -15,14 +15,16 @@ Shapes: a weight is ``(out, in)`` as in ``nn.Linear``. ROS-free; imports torch.
 
 from __future__ import annotations
 
+import mmap
 import warnings
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["quantize_rows", "PackedInt8Matrix", "interleave_blocks", "quantize_dynamic_int8", "int8_linear",
-           "FloatLinear"]
+__all__ = ["quantize_rows", "PackedInt8Matrix", "interleave_blocks", "HUGE_PAGE", "hugepage_zeros", "hugepage_arena",
+           "quantize_dynamic_int8", "int8_linear", "FloatLinear"]
 
 
 def quantize_dynamic_int8(model: nn.Module, *, per_channel: bool = True, inplace: bool = False) -> nn.Module:
@@ -98,6 +100,64 @@ class PackedInt8Matrix:
     def nbytes(self) -> int:
         """Bytes the kernel streams for one product: packed weights (padded rows included) and scales."""
         return self.w.numel() + self.scale.numel() * 4
+
+
+#: transparent huge page size on x86-64 Linux [bytes]
+HUGE_PAGE = 2 << 20
+
+
+def hugepage_zeros(shape: Sequence[int], dtype: torch.dtype) -> Optional[torch.Tensor]:
+    """A zero-filled contiguous tensor in its own private anonymous mapping whose whole 2 MB pages
+    are advised for transparent huge pages (``MADV_HUGEPAGE``); None where the system has no
+    ``MADV_HUGEPAGE`` or the tensor is smaller than one huge page.
+
+    Why: a decoded token streams every weight once (SmolLM2-135M: 136 MB) and its layers' slices
+    of the KV cache; in 4 KB pages that is tens of thousands of pages, far beyond the TLB's reach,
+    and the hardware prefetchers stop at each 4 KB boundary. Where THP is set to ``madvise`` (a
+    common default) torch's allocations get none. Only the 2 MB-aligned pages inside the tensor
+    are advised, so it costs no memory beyond its bytes (the tail stays in 4 KB pages). Whether
+    the kernel grants huge pages is up to it (AnonHugePages in /proc/<pid>/smaps). The tensor
+    holds a reference to the mapping (``torch.frombuffer``); the mapping is never closed, it is
+    unmapped when the last view goes.
+
+    Measured with ``bench/decode_ab.py`` (SmolLM2-135M architecture, 500-token context, 2 threads,
+    AMD EPYC Zen 4 with 2 cores shared, rounds interleaved, load average ~1-1.7): the packed
+    weights in huge pages decode 6.7 % faster (4.85 -> 4.52 ms/token), the KV caches too another
+    3.3 % (3.88 -> 3.75), both against neither 9 % (4.04 -> 3.67).
+    """
+    advice = getattr(mmap, "MADV_HUGEPAGE", None)
+    n = 1
+    for d in shape:
+        n *= int(d)
+    nbytes = n * torch.empty(0, dtype=dtype).element_size()
+    if advice is None or nbytes < HUGE_PAGE:
+        return None
+    try:
+        mm = mmap.mmap(-1, nbytes + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        buf = torch.frombuffer(mm, dtype=torch.uint8)
+        off = -buf.data_ptr() % HUGE_PAGE  # huge pages map 2 MB-aligned addresses
+        mm.madvise(advice, off, nbytes // HUGE_PAGE * HUGE_PAGE)  # before the first touch
+    except (OSError, ValueError):
+        return None
+    return buf[off: off + nbytes].view(dtype).view(*shape)
+
+
+def hugepage_arena(mats: Sequence[PackedInt8Matrix]) -> Optional[torch.Tensor]:
+    """Move the packed weights of ``mats`` into one :func:`hugepage_zeros` buffer (the matrices'
+    ``w`` become views into it, same values, each starting on a 4 KB page). Returns the buffer
+    (int8), or None (the weights stay where they are) where there are none or no huge pages.
+    """
+    sizes = [-(-m.w.numel() // 4096) * 4096 for m in mats]
+    arena = hugepage_zeros((sum(sizes),), torch.int8) if mats else None
+    if arena is None:
+        return None
+    off = 0
+    for m, n in zip(mats, sizes):
+        w = arena[off: off + m.w.numel()].view(m.w.shape)
+        w.copy_(m.w)
+        m.w = w
+        off += n
+    return arena
 
 
 def interleave_blocks(a: torch.Tensor, b: torch.Tensor, block: int) -> torch.Tensor:
