@@ -83,6 +83,21 @@ class TwinConfig:
     assoc_max_centroid_m: float = knob(0.3, doc="largest 3-D centroid jump to associate a mask with a track", unit="m")
     assoc_max_area_ratio: float = knob(2.5, doc="largest ratio of mask areas to associate a mask with a track")
     match_iou: float = knob(0.5, doc="IoU at which a segmented mask is the same object as a propagated one")
+    reid: bool = knob(True, doc="re-identification at keyframes: a keyframe mask no propagated mask matches is first "
+                      "offered to the tracks not seen in it (hidden, lost, or whose propagated mask shrank under an "
+                      "occluder) by a gated cost of 3-D distance in the motion frame (assoc_max_centroid_m), physical "
+                      "size (assoc_max_area_ratio against the last or the largest keyframe size), mean colour "
+                      "(reid_max_color) and overlap with the last mask; only the rest are new objects, so a hidden "
+                      "object keeps its id ('was hidden'). Off: the older mask IoU + centroid association")
+    reid_max_speed_mps: float = knob(0.5, doc="re-identification: the 3-D distance gate (assoc_max_centroid_m) grows by "
+                                     "this speed times the time a track has not been seen (it may have moved while "
+                                     "hidden); its last velocity predicts where it went", unit="m/s",
+                                     range=(0.0, None))
+    reid_max_color: float = knob(25.0, doc="re-identification: largest CIE Lab distance between a keyframe mask's mean "
+                                 "colour and a track's (its last keyframe mask); 0 = no colour gate", range=(0.0, None))
+    reid_contain: float = knob(0.7, doc="re-identification: a propagated mask lying at least this fraction inside a "
+                               "larger keyframe mask (an object uncovered from behind an occluder) counts as overlap "
+                               "with it, like IoU", range=(0.0, 1.0), min_exclusive=True)
     move_threshold_m: float = knob(0.05, doc="displacement above which an object counts as moved", unit="m")
     ego_motion: bool = knob(True, doc="estimate camera motion from static objects when frames carry no "
                             "extras['T_world_camera'] (see frs_ros.twin.ego)")

@@ -38,6 +38,28 @@ from frs_ros.twin.types import DepthStats, DigitalTwin, TwinObject
 UNLABELED = "object"
 
 
+def _mean_lab(rgb: Optional[np.ndarray], mask: np.ndarray) -> np.ndarray:
+    """Mean colour ``(3,)`` of the masked pixels in CIE Lab (NaN without an image or pixels)."""
+    if rgb is None or not mask.any():
+        return np.full(3, np.nan)
+    import cv2
+
+    mean = rgb[mask].mean(axis=0).astype(np.float32) / 255.0
+    return cv2.cvtColor(mean[None, None], cv2.COLOR_RGB2LAB)[0, 0].astype(float)
+
+
+def _phys_size(area_px: int, z: float, intrinsics) -> float:
+    """Area [m^2] a mask of ``area_px`` pixels covers at depth ``z`` [m] (NaN when z is unknown)."""
+    if not (math.isfinite(z) and z > 0) or area_px <= 0:
+        return math.nan
+    return float(area_px) * z * z / (float(intrinsics.fx) * float(intrinsics.fy))
+
+
+def _z_of(o: TwinObject) -> float:
+    """A track's depth [m]: its centroid's z (NaN without metric depth)."""
+    return float(o.centroid_m[2])
+
+
 @dataclass
 class _Track:
     """Tracker-private state of one track; ``obj`` is the persistent public record."""
@@ -46,6 +68,10 @@ class _Track:
     mask: np.ndarray  # (H, W) bool, last visible mask
     votes: dict[str, float] = field(default_factory=dict)  # label -> summed score
     label_events: int = 0  # how many times a labeler looked at this track
+    # appearance at the last keyframe that segmented it (re-identification cues, ``_reid``)
+    lab: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))  # mean CIE Lab colour
+    key_size: float = math.nan  # largest physical area [m^2] at a keyframe (NaN without metric depth)
+    key_area_px: int = 0  # largest keyframe area [px]
 
 
 class Tracker:
@@ -137,6 +163,7 @@ class Tracker:
             # every frame, with or without tracks: flow/sam2 compose motion for a keyframe in flight
             moved = prop.propagate(frame)
             observed: dict[int, np.ndarray] = {}
+            key_ids: set[int] = set()  # tracks whose mask in this frame is a segmentation (keyframe) mask
             new_masks: list[np.ndarray] = []
             new_labels: list[Optional[list]] = []  # background: labeler candidates of each new mask
             votes: dict[int, list] = {}  # background: track id -> labeler candidates of its keyframe mask
@@ -148,9 +175,13 @@ class Tracker:
                 keyframe = not self._tracks or self._frames_since_key + 1 >= cfg.keyframe_interval
                 with self.backends.gate.hold("segmenter"):
                     cands = self._filter(seg.segment(frame))
-                assign, rest = self._associate(cands, frame, depth, source, list(self._tracks))
+                if cfg.reid:
+                    assign, rest = self._reid(cands, frame, depth, source, list(self._tracks), {})
+                else:
+                    assign, rest = self._associate(cands, frame, depth, source, list(self._tracks))
                 observed = {tid: cands[ci] for tid, ci in assign.items()}
                 new_masks = [cands[i] for i in rest]
+                key_ids = set(assign)
             else:
                 observed = {
                     tid: np.asarray(m, bool) for tid, m in moved.items()
@@ -168,6 +199,7 @@ class Tracker:
                     matched, rest = self._merge(cands, observed, frame, depth, source)
                     new_masks = [cands[i] for i in rest]
                     self._mask_ns.update({tid: t for tid in matched})
+                    key_ids = set(matched)
                 elif self._runner is not None:
                     landed = self._runner.poll()
                     if landed is not None:
@@ -175,8 +207,9 @@ class Tracker:
                         if keyframe:
                             mask_ns = int(landed.frame.stamp_ns)
                             cands, labels = self._landed_masks(landed, prop)
-                            matched, rest = self._merge(cands, observed, frame, depth, source)
+                            matched, rest = self._merge(cands, observed, frame, depth, source, labels)
                             new_masks = [cands[i] for i in rest]
+                            key_ids = set(matched)
                             if labels is not None:
                                 votes = {tid: labels[ci] for tid, ci in matched.items()}
                                 new_labels = [labels[i] for i in rest]
@@ -208,9 +241,14 @@ class Tracker:
                 tid = self._create(m, frame, depth, source)
                 self._mask_ns[tid] = mask_ns
                 new_ids.append(tid)
+                key_ids.add(tid)
                 if i < len(new_labels):
                     votes[tid] = new_labels[i]
             self._update_motion(frame, [tid for tid in observed if tid in self._tracks] + new_ids)
+            if cfg.reid:
+                for tid in key_ids:
+                    if tid in self._tracks:
+                        self._appearance(self._tracks[tid], frame)
 
             if inline:
                 to_label = [tid for tid in self._tracks if self._tracks[tid].obj.visible] if keyframe else new_ids
@@ -329,14 +367,20 @@ class Tracker:
     def _filter(self, masks: list[np.ndarray]) -> list[np.ndarray]:
         return [np.asarray(m, bool) for m in masks if int(np.count_nonzero(m)) >= self.config.min_mask_area_px]
 
-    def _merge(self, cands, observed, frame, depth, source) -> tuple[dict[int, int], list[int]]:
+    def _merge(self, cands, observed, frame, depth, source, labels=None) -> tuple[dict[int, int], list[int]]:
         """A keyframe's masks (in this frame) merged with the propagated ones, in place.
 
         A fresh mask that matches a propagated one (IoU >= ``match_iou``) replaces it (corrects
-        drift); a propagated mask that no fresh one overlaps is dropped (the track is lost); the others are associated to lost tracks (``_associate``), and the rest, when not
-        mostly covered by tracked masks, are new objects. Returns ({track id: candidate index}
-        of the tracks the keyframe saw, candidate indices of new objects).
+        drift); a propagated mask that no fresh one overlaps is dropped (the track is lost). The
+        other fresh masks, unless mostly inside the matched ones (a part of a known object), are
+        first re-identified (``reid``: ``_reid`` against the tracks the keyframe did not match: lost,
+        hidden, or whose propagated mask shrank under an occluder; else ``_associate`` against the
+        lost ones); the rest, when not mostly covered by tracked masks, are new objects. Returns
+        ({track id: candidate index} of the tracks the keyframe saw, candidate indices of new
+        objects). ``labels``: each candidate's labeler candidates (background keyframes), or None.
         """
+        if self.config.reid:
+            return self._merge_reid(cands, observed, frame, depth, source, labels)
         matched: dict[int, int] = {}
         leftovers: list[int] = []
         covered = None
@@ -367,6 +411,160 @@ class Tracker:
             observed[tid] = sub[j]
             matched[tid] = leftovers[j]
         return matched, [leftovers[j] for j in rest]
+
+    def _merge_reid(self, cands, observed, frame, depth, source, labels) -> tuple[dict[int, int], list[int]]:
+        cfg = self.config
+        matched: dict[int, int] = {}
+        unmatched: list[int] = []
+        for ci, c in enumerate(cands):
+            best, best_iou = None, 0.0
+            for tid, m in observed.items():
+                iou = mask_iou(c, m, empty=0.0)
+                if iou > best_iou:
+                    best, best_iou = tid, iou
+            if best is not None and best_iou >= cfg.match_iou and best not in matched:
+                matched[best] = ci
+            else:
+                unmatched.append(ci)
+        for tid in [t for t in observed if t not in matched]:
+            if all(mask_iou(c, observed[tid], empty=0.0) < cfg.assoc_min_iou for c in cands):
+                del observed[tid]  # kept on nothing (see _merge); lost now, re-identified below
+        # a fresh mask mostly inside the keyframe's own matched masks is a part of a known object;
+        # a propagated mask is no authority here (it may have leaked over an object it uncovered)
+        key_cov = None
+        for tid, ci in matched.items():
+            key_cov = cands[ci].copy() if key_cov is None else key_cov | cands[ci]
+        leftovers = [ci for ci in unmatched
+                     if key_cov is None or (cands[ci] & key_cov).sum() < 0.5 * cands[ci].sum()]
+        # candidates: tracks the keyframe did not match (lost/hidden, or a propagated mask kept
+        # without a match: shrunk under an occluder, or leaked)
+        pool = [tid for tid in self._tracks if tid not in matched]
+        kept = {tid: observed[tid] for tid in pool if tid in observed}
+        sub = [cands[i] for i in leftovers]
+        sub_labels = [labels[i] for i in leftovers] if labels is not None else None
+        re_found, rest = self._reid(sub, frame, depth, source, pool, kept, sub_labels)
+        for tid, j in re_found.items():
+            matched[tid] = leftovers[j]
+        for tid, ci in matched.items():
+            observed[tid] = cands[ci]
+        # the rest are new objects unless mostly covered by a propagated mask still kept
+        covered = None
+        for tid, m in observed.items():
+            if tid not in matched:
+                covered = m.copy() if covered is None else covered | m
+        new = [leftovers[j] for j in rest
+               if covered is None or (sub[j] & covered).sum() < 0.5 * sub[j].sum()]
+        return matched, new
+
+    def _reid(self, cands, frame, depth, source, track_ids, current, labels=None) -> tuple[dict[int, int], list[int]]:
+        """Re-identification: greedy lowest-cost matching of candidate masks to tracks.
+
+        ``current``: track id -> its propagated mask in this frame (tracks the propagator still
+        holds); the others are compared with their last visible mask. Cues, each a gate and a cost
+        term: 3-D distance between the candidate's centroid and the track's last position, both in
+        the motion frame (``assoc_max_centroid_m``; without metric depth, overlap >=
+        ``assoc_min_iou`` instead); physical size (area at the median depth) or, without metric
+        depth, pixel area, within ``assoc_max_area_ratio`` of the track's last or last-keyframe
+        size (a partly occluded last view is not the object's size); mean Lab colour of the last
+        keyframe mask within ``reid_max_color``; the distance is to the last position moved on by
+        the last velocity, and its gate grows by ``reid_max_speed_mps`` per second unseen; overlap = IoU, or the fraction of the track's mask
+        inside the candidate when it is at least ``reid_contain`` (an object uncovered from behind
+        an occluder); a labeler's label that disagrees with the track's costs 0.5. Returns
+        ({track id: candidate index}, unmatched candidate indices).
+        """
+        cfg = self.config
+        if not cands or not track_ids:
+            return {}, list(range(len(cands)))
+        metric = source in METRIC_SOURCES
+        intr = frame.intrinsics
+        t = int(frame.stamp_ns)
+        rgb = getattr(frame, "rgb", None)
+        d_max = cfg.assoc_max_centroid_m
+        r_max = cfg.assoc_max_area_ratio
+        log_r = math.log(max(r_max, 1.0 + 1e-6))
+        info = []
+        for c in cands:
+            area = int(np.count_nonzero(c))
+            if metric:
+                cent = mask_centroid_m(depth, c, intr)
+                pos = ego_apply(self._T, cent) if np.all(np.isfinite(cent)) else np.full(3, np.nan)
+                size = _phys_size(area, float(cent[2]), intr)
+            else:
+                pos, size = np.full(3, np.nan), math.nan
+            info.append((area, pos, size, _mean_lab(rgb, c) if cfg.reid_max_color > 0 else np.full(3, np.nan)))
+        pairs = []
+        for ci, c in enumerate(cands):
+            area, pos, size, lab = info[ci]
+            for tid in track_ids:
+                tr = self._tracks[tid]
+                o = tr.obj
+                m = current.get(tid, tr.mask)
+                inter = int(np.count_nonzero(c & m))
+                a_m = int(np.count_nonzero(m))
+                iou = inter / max(1, area + a_m - inter)
+                contain = inter / max(1, a_m)
+                overlap = max(iou, contain if contain >= cfg.reid_contain and area >= a_m else 0.0)
+                # size: against the last size and the last keyframe size (either may be the whole object)
+                if metric and math.isfinite(size):
+                    refs = [x for x in (_phys_size(o.area_px, _z_of(o), intr), tr.key_size) if math.isfinite(x) and x > 0]
+                    val = size
+                else:
+                    refs, val = [], math.nan
+                if not refs:
+                    refs = [float(x) for x in (o.area_px, tr.key_area_px) if x > 0]
+                    val = float(area)
+                # a smaller candidate may be a partial view (still partly occluded, or leaving the
+                # image): down to 1 / ratio^2 of the reference; a larger one only up to the ratio
+                ratio = min((max(val, r) / max(1e-12, min(val, r)) for r in refs), default=1.0)
+                if ratio > (r_max * r_max if val < max(refs, default=0.0) else r_max):
+                    continue
+                d = math.nan
+                if o.history:
+                    dt = max(0.0, (t - o.history[-1][0]) * 1e-9)
+                    v = o.velocity_mps if np.all(np.isfinite(o.velocity_mps)) else np.zeros(3)
+                    d = float(np.linalg.norm(pos - (o.history[-1][1] + v * dt)))
+                    gate = d_max + cfg.reid_max_speed_mps * dt
+                if math.isfinite(d):
+                    if d > gate:
+                        continue
+                    cost = d / gate
+                elif overlap >= cfg.assoc_min_iou:
+                    cost = 1.0
+                else:
+                    continue
+                dc = float(np.linalg.norm(lab - tr.lab))
+                if math.isfinite(dc):
+                    if dc > cfg.reid_max_color:
+                        continue
+                    cost += dc / cfg.reid_max_color
+                cost += math.log(max(ratio, 1.0)) / log_r - overlap
+                if labels is not None and labels[ci] and o.label != UNLABELED:
+                    name = labels[ci][0][0]
+                    if name != o.label and name not in {k for k, _ in o.alt_labels}:
+                        cost += 0.5
+                pairs.append((cost, ci, tid))
+        pairs.sort(key=lambda p: (p[0], p[1], p[2]))
+        used_c, used_t, matched = set(), set(), {}
+        for _, ci, tid in pairs:
+            if ci in used_c or tid in used_t:
+                continue
+            used_c.add(ci)
+            used_t.add(tid)
+            matched[tid] = ci
+        return matched, [i for i in range(len(cands)) if i not in used_c]
+
+    def _appearance(self, tr: _Track, frame: Frame) -> None:
+        """Re-identification cues of a track from its keyframe mask (called after ``_observe``)."""
+        size = _phys_size(tr.obj.area_px, _z_of(tr.obj), frame.intrinsics)
+        if math.isfinite(size):
+            whole = not math.isfinite(tr.key_size) or size >= 0.5 * tr.key_size
+            tr.key_size = max(size, tr.key_size) if math.isfinite(tr.key_size) else size
+        else:
+            whole = tr.obj.area_px >= 0.5 * tr.key_area_px
+        tr.key_area_px = max(int(tr.obj.area_px), tr.key_area_px)
+        # a partial view (a sliver at the image border or beside an occluder) keeps the last colour
+        if self.config.reid_max_color > 0 and (whole or not np.all(np.isfinite(tr.lab))):
+            tr.lab = _mean_lab(getattr(frame, "rgb", None), tr.mask)
 
     def _associate(self, cands, frame, depth, source, track_ids) -> tuple[dict[int, int], list[int]]:
         """Greedy matching of candidate masks to tracks by mask IoU (last mask) + centroid distance.
