@@ -74,6 +74,19 @@ class _Track:
     key_area_px: int = 0  # largest keyframe area [px]
 
 
+
+def _greedy_pairs(pairs, n_cands: int) -> tuple[dict[int, int], list[int]]:
+    """Greedy one-to-one assignment over ``(score, candidate index, track id)`` pairs, best first
+    (the caller sorts): ``({track_id: candidate index}, unmatched candidate indices)``."""
+    used_c, used_t, matched = set(), set(), {}
+    for _, ci, tid in pairs:
+        if ci in used_c or tid in used_t:
+            continue
+        used_c.add(ci)
+        used_t.add(tid)
+        matched[tid] = ci
+    return matched, [i for i in range(n_cands) if i not in used_c]
+
 class Tracker:
     """Keeps a ``DigitalTwin`` up to date from a stream of frames. Thread-safe.
 
@@ -544,14 +557,7 @@ class Tracker:
                         cost += 0.5
                 pairs.append((cost, ci, tid))
         pairs.sort(key=lambda p: (p[0], p[1], p[2]))
-        used_c, used_t, matched = set(), set(), {}
-        for _, ci, tid in pairs:
-            if ci in used_c or tid in used_t:
-                continue
-            used_c.add(ci)
-            used_t.add(tid)
-            matched[tid] = ci
-        return matched, [i for i in range(len(cands)) if i not in used_c]
+        return _greedy_pairs(pairs, len(cands))
 
     def _appearance(self, tr: _Track, frame: Frame) -> None:
         """Re-identification cues of a track from its keyframe mask (called after ``_observe``)."""
@@ -597,14 +603,7 @@ class Tracker:
                     continue
                 pairs.append((score, ci, tid))
         pairs.sort(key=lambda p: -p[0])
-        used_c, used_t, matched = set(), set(), {}
-        for _, ci, tid in pairs:
-            if ci in used_c or tid in used_t:
-                continue
-            used_c.add(ci)
-            used_t.add(tid)
-            matched[tid] = ci
-        return matched, [i for i in range(len(cands)) if i not in used_c]
+        return _greedy_pairs(pairs, len(cands))
 
     # ------------------------------------------------------------------ background keyframes
     def _keyframe_work(self, frame: Frame):
