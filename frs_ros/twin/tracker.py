@@ -6,7 +6,8 @@ Which model runs when (see also docs/twin.md):
   by mask IoU + centroid distance.
 - segmenter.segment (SAM-2 automatic masks, expensive): keyframes only — every
   ``keyframe_interval`` frames, on the first frame, when there are no tracks, or when the
-  tracked visible area drops below ``coverage_drop`` x its value at the last keyframe.
+  tracked visible area drops below ``coverage_drop`` x its value at the last keyframe, or on a
+  scene event (``keyframe_events``: a hidden track uncovered, an object appearing; ``_scene_event``).
 - labeler.label (OWLv2, expensive): keyframes (all visible tracks, votes accumulate) and
   any frame that creates new tracks (only those).
 - depth estimator (DepthAnything V2): only for frames without a depth image, and only when
@@ -53,6 +54,10 @@ def _phys_size(area_px: int, z: float, intrinsics) -> float:
     if not (math.isfinite(z) and z > 0) or area_px <= 0:
         return math.nan
     return float(area_px) * z * z / (float(intrinsics.fx) * float(intrinsics.fy))
+
+
+#: keyframe_events: depth change [m] that counts as "nearer" / "its own depth again"
+_EVENT_DEPTH_M = 0.15
 
 
 def _z_of(o: TwinObject) -> float:
@@ -107,6 +112,11 @@ class Tracker:
         self._next_id = 1
         self._frames_since_key = 0
         self._key_area = 0
+        # keyframe_events: depth of the previous frame, pixels no track explained there, hidden
+        # tracks whose place was already uncovered (an event fires once, on the change)
+        self._prev_depth: Optional[np.ndarray] = None
+        self._prev_unexplained: Optional[np.ndarray] = None
+        self._uncovered: set[int] = set()
         self._start_ns: Optional[int] = None
         self._latest_twin: Optional[DigitalTwin] = None
         self._latest_frame: Optional[Frame] = None
@@ -115,7 +125,7 @@ class Tracker:
         self._motion_frame = "anchor" if self.config.ego_motion else "camera"
         self._ego_inliers = 0
         self.stats = {"frames": 0, "keyframes": 0, "segment_calls": 0, "label_calls": 0, "depth_calls": 0,
-                      "keyframes_submitted": 0, "keyframe_errors": 0}
+                      "keyframes_submitted": 0, "keyframe_errors": 0, "event_keyframes": 0}
         # which frame each fact comes from: stamp of the keyframe that last set each track's mask
         self._mask_ns: dict[int, int] = {}
         self._keyframe_ns = 0  # stamp of the last merged keyframe
@@ -204,6 +214,10 @@ class Tracker:
                 # coverage drop in THIS frame (objects left, or propagation lost them): segment now
                 due = (not self._tracks or self._frames_since_key + 1 >= cfg.keyframe_interval
                        or area < cfg.coverage_drop * self._key_area)
+                event = cfg.keyframe_events and self._scene_event(frame, depth, source, observed)
+                if event and not due:
+                    self.stats["event_keyframes"] += 1
+                due = due or event
                 if self._runner is None and due:
                     keyframe = True
                     self.stats["segment_calls"] += 1
@@ -376,6 +390,78 @@ class Tracker:
             d, kind = self.backends.depth.estimate(frame)
             return d, f"depth_anything_v2_{kind}"
         return None, "none"
+
+    def _scene_event(self, frame: Frame, depth, source: str, observed: dict[int, np.ndarray]) -> bool:
+        """``keyframe_events``: has the scene changed in a way the propagator cannot follow?
+
+        - uncovered: a hidden track (not propagated in this frame) whose last mask, moved to where
+          its last position + velocity projects now, shows the track's own depth (within
+          ``_EVENT_DEPTH_M``) on at least half of its pixels that no propagated mask covers -- the
+          occluder left. Fires when a track becomes uncovered, not while it stays so.
+        - appeared: pixels no track explains in this frame nor the previous one whose depth came
+          ``_EVENT_DEPTH_M`` nearer since the previous frame, opened by a 5x5 square (edges that
+          moved with the camera are thin), at least ``min_mask_area_px`` of them.
+        Needs metric depth (False without).
+        """
+        if depth is None or source not in METRIC_SOURCES:
+            return False
+        import cv2
+
+        cfg = self.config
+        d = np.asarray(depth, np.float32)
+        h, w = d.shape
+        explained = np.zeros((h, w), bool)
+        for m in observed.values():
+            explained |= m
+        fired = False
+        # --- appeared
+        prev_d, prev_u = self._prev_depth, self._prev_unexplained
+        unexplained = ~explained
+        if prev_d is not None and prev_d.shape == d.shape:
+            with np.errstate(invalid="ignore"):
+                nearer = (prev_d - d > _EVENT_DEPTH_M) & unexplained & prev_u
+            if int(np.count_nonzero(nearer)) >= cfg.min_mask_area_px:
+                k = np.ones((5, 5), np.uint8)
+                nearer = cv2.morphologyEx(nearer.astype(np.uint8), cv2.MORPH_OPEN, k).astype(bool)
+                fired = int(np.count_nonzero(nearer)) >= cfg.min_mask_area_px
+        self._prev_depth, self._prev_unexplained = d, unexplained
+        # --- uncovered
+        intr = frame.intrinsics
+        t = int(frame.stamp_ns)
+        T_inv = np.linalg.inv(self._T)
+        now = set()
+        for tid, tr in self._tracks.items():
+            if tid in observed:
+                continue
+            o = tr.obj
+            if not np.all(np.isfinite(o.centroid_m)) or o.centroid_m[2] <= 0:
+                continue
+            p_last = ego_apply(self._T, o.centroid_m) if not o.history else np.asarray(o.history[-1][1], float)
+            v = np.asarray(o.velocity_mps, float)
+            dt = max(0.0, (t - o.last_seen_ns) * 1e-9)
+            p_pred = p_last + (v * dt if np.all(np.isfinite(v)) else 0.0)
+            c = ego_apply(T_inv, p_pred)
+            if not (np.all(np.isfinite(c)) and c[2] > 0):
+                continue
+            u_old = intr.fx * o.centroid_m[0] / o.centroid_m[2] + intr.cx
+            v_old = intr.fy * o.centroid_m[1] / o.centroid_m[2] + intr.cy
+            du = int(round(intr.fx * c[0] / c[2] + intr.cx - u_old))
+            dv = int(round(intr.fy * c[1] / c[2] + intr.cy - v_old))
+            ys, xs = np.nonzero(tr.mask)
+            ys, xs = ys + dv, xs + du
+            ok = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+            ys, xs = ys[ok], xs[ok]
+            free = ~explained[ys, xs]
+            if int(np.count_nonzero(free)) < cfg.min_mask_area_px:
+                continue
+            dz = d[ys[free], xs[free]]
+            with np.errstate(invalid="ignore"):
+                own = int(np.count_nonzero(np.abs(dz - c[2]) <= _EVENT_DEPTH_M))
+            if own >= cfg.min_mask_area_px and own >= 0.5 * int(np.count_nonzero(free)):
+                now.add(tid)
+        fired = fired or bool(now - self._uncovered)
+        self._uncovered = now
+        return fired
 
     def _filter(self, masks: list[np.ndarray]) -> list[np.ndarray]:
         return [np.asarray(m, bool) for m in masks if int(np.count_nonzero(m)) >= self.config.min_mask_area_px]
