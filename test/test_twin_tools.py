@@ -72,8 +72,7 @@ def test_history_reports_motion_and_appearance():
     assert "first seen 0.0s" in out and "started moving at" in out and "never hidden" in out
     out = run_tool(ToolCall("history", (ids["bottle"],)), tr)
     assert "never moved" in out and "displacement 0.00 m" in out
-    # the bowl appears at frame 3 (0.3 s): keyframe_events keyframes then, not at the next interval (0.4 s)
-    assert "first seen 0.3s" in run_tool(ToolCall("history", (ids["bowl"],)), tr)
+    assert "first seen 0.4s" in run_tool(ToolCall("history", (ids["bowl"],)), tr)
 
 
 def test_detect_matches_and_relabels_with_sim_labeler():
@@ -86,7 +85,7 @@ def test_detect_matches_and_relabels_with_sim_labeler():
 
 
 def test_detect_adds_objects_the_twin_missed():
-    tr = Tracker(TwinConfig(labeler="sim", keyframe_interval=100, min_mask_area_px=30, keyframe_events=False))
+    tr = Tracker(TwinConfig(labeler="sim", keyframe_interval=100, min_mask_area_px=30))
     f = make_frame([Shape2D(1, "mug", "disc", 12, 20, 12, 12, 1.0, (200, 30, 30))], seq=0)
     tr.update(f)
     # a small box appears between keyframes: the twin has not discovered it yet

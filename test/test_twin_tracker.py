@@ -45,7 +45,7 @@ def test_sim_tracker_keeps_ids_retires_and_discovers():
     mug, bottle, bowl = (next(iter(m[k])) for k in (1, 2, 3))
     assert len({mug, bottle, bowl}) == 3 and bowl > max(mug, bottle)  # new id, never reused
     t6 = out[6][0]
-    assert t6.get(mug).label == "mug" and t6.get(bowl).label == "bowl" and t6.get(bowl).first_seen_ns == 4 * DT  # appeared at 4, found at once (keyframe_events)
+    assert t6.get(mug).label == "mug" and t6.get(bowl).label == "bowl" and t6.get(bowl).first_seen_ns == 6 * DT  # appeared at 4, found at keyframe 6
     t8 = out[8][0]
     assert not t8.get(mug).visible and t8.get(mug).gaps_ns == [(7 * DT, 8 * DT)]
     assert mug not in out[11][0].ids()  # retired after 0.25 s unseen

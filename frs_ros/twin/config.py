@@ -64,10 +64,12 @@ class TwinConfig:
     coverage_drop: float = knob(0.7, doc="keyframe early when the tracked visible area falls below this fraction of "
                                 "the area at the last keyframe (objects left or were lost)", range=(0.0, 1.0),
                                 min_exclusive=True)
-    keyframe_events: bool = knob(True, doc="keyframe early (still at most keyframe_interval apart) when the scene changes "
+    keyframe_events: bool = knob(False, doc="keyframe early (still at most keyframe_interval apart) when the scene changes "
                                  "in a way the propagator cannot follow: a hidden track's predicted place shows its own "
                                  "depth again (uncovered), or a blob of pixels no track explains comes nearer than it was "
-                                 "in the previous frame (an object entering or appearing); each event triggers once")
+                                 "in the previous frame (an object entering or appearing); each event triggers once. Off by default: the "
+                                 "shipped student was trained and scored on twins without it; for real models with the "
+                                 "flow propagator turn it on (docs/performance.md)")
     retire_after_s: float = knob(5.0, doc="remove a track not seen for this long", unit="s", range=(0.0, 3600.0))
     points_per_side: int = knob(16, doc="SAM-2 automatic-mask point grid (points_per_side^2 prompts)", range=(1, 128))
     points_per_batch: int = knob(64, doc="SAM-2 prompts per forward pass")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import time
 from typing import Optional
 
@@ -160,9 +161,34 @@ def propagation_rows(fps: float, latencies_s: tuple[float, ...]) -> list[tuple[s
     return rows
 
 
-def run_jf(episodes: int, n_frames: int, split: str, width: int, height: int, latencies_s: tuple[float, ...]) -> list[dict]:
+def _settings(items: list[str]) -> dict:
+    """``["key=value", ...]`` -> TwinConfig overrides (true/false, numbers, else strings); a bad
+    item or an unknown key raises ``SystemExit`` with the reason."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(TwinConfig)}
+    out: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or key not in names:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE with KEY a TwinConfig field")
+        low = raw.strip().lower()
+        if low in ("true", "false"):
+            out[key] = low == "true"
+        else:
+            try:
+                out[key] = int(raw) if re.fullmatch(r"-?\d+", raw.strip()) else float(raw)
+            except ValueError:
+                out[key] = raw
+    return out
+
+
+def run_jf(episodes: int, n_frames: int, split: str, width: int, height: int, latencies_s: tuple[float, ...],
+           extra: Optional[dict] = None) -> list[dict]:
     """Every ``propagation_rows`` configuration on the same sim episodes; one dict per row
-    (J, F in [0, 1], pairs, median per-frame ``Tracker.update`` wall time [ms])."""
+    (J, F in [0, 1], pairs, median per-frame ``Tracker.update`` wall time [ms]). ``extra``:
+    ``TwinConfig`` values applied to every row (a row's own settings win)."""
     from frs_ros.sim import SimConfig, generate_episode
     from frs_ros.twin.keyframes import DelayedKeyframes
 
@@ -172,7 +198,7 @@ def run_jf(episodes: int, n_frames: int, split: str, width: int, height: int, la
     for name, over, delay in propagation_rows(sim_cfg.fps, latencies_s):
         js, fs, pairs, ms = [], [], 0, []
         for sample in samples:
-            cfg = TwinConfig(**over)
+            cfg = TwinConfig(**{**(extra or {}), **over})
             tracker = Tracker(cfg, keyframe_runner=(lambda work, d=delay: DelayedKeyframes(work, d)) if delay else None)
             twins = []
             for f in sample.frames:
@@ -220,6 +246,8 @@ def main(argv=None) -> int:
     ap.add_argument("--height", type=int, default=240)
     ap.add_argument("--label-noise", type=float, default=0.0)
     ap.add_argument("--no-ego", action="store_true", help="assume a static camera (ablation)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="--jf: a TwinConfig value for every row, e.g. --set keyframe_events=true (repeatable)")
     ap.add_argument("--jf", action="store_true",
                     help="J/F of per-track masks vs sim instance masks: every-frame segmentation, keyframes + flow, "
                          "keyframes + held masks, late keyframes (a markdown table)")
@@ -229,7 +257,7 @@ def main(argv=None) -> int:
     if args.jf:
         lats = tuple(float(x) for x in args.latencies.split(",") if x.strip())
         t0 = time.time()
-        rows = run_jf(args.episodes, args.frames, args.split, args.width, args.height, lats)
+        rows = run_jf(args.episodes, args.frames, args.split, args.width, args.height, lats, _settings(args.set))
         print(f"| configuration | J | F | J&F | (frame, object) pairs | update p50, wall [ms] |\n| --- | --- | --- | --- | --- | --- |")
         for r in rows:
             print(f"| {r['config']} | {100 * r['J']:.1f} | {100 * r['F']:.1f} | {50 * (r['J'] + r['F']):.1f} | "
