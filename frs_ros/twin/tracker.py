@@ -80,6 +80,17 @@ class _Track:
 
 
 
+def _best_overlap(mask: np.ndarray, observed: dict) -> tuple[Optional[int], float]:
+    """``(track id, IoU)`` of the mask in ``observed`` (track id -> mask) that ``mask`` overlaps
+    most; ``(None, 0.0)`` when it overlaps none (first best wins a tie)."""
+    best, best_iou = None, 0.0
+    for tid, m in observed.items():
+        iou = mask_iou(mask, m, empty=0.0)
+        if iou > best_iou:
+            best, best_iou = tid, iou
+    return best, best_iou
+
+
 def _greedy_pairs(pairs, n_cands: int) -> tuple[dict[int, int], list[int]]:
     """Greedy one-to-one assignment over ``(score, candidate index, track id)`` pairs, best first
     (the caller sorts): ``({track_id: candidate index}, unmatched candidate indices)``."""
@@ -486,11 +497,7 @@ class Tracker:
         for m in observed.values():
             covered = m.copy() if covered is None else covered | m
         for ci, c in enumerate(cands):
-            best, best_iou = None, 0.0
-            for tid, m in observed.items():
-                iou = mask_iou(c, m, empty=0.0)
-                if iou > best_iou:
-                    best, best_iou = tid, iou
+            best, best_iou = _best_overlap(c, observed)
             if best is not None and best_iou >= self.config.match_iou and best not in matched:
                 matched[best] = ci
             elif covered is None or (c & covered).sum() < 0.5 * c.sum():
@@ -516,11 +523,7 @@ class Tracker:
         matched: dict[int, int] = {}
         unmatched: list[int] = []
         for ci, c in enumerate(cands):
-            best, best_iou = None, 0.0
-            for tid, m in observed.items():
-                iou = mask_iou(c, m, empty=0.0)
-                if iou > best_iou:
-                    best, best_iou = tid, iou
+            best, best_iou = _best_overlap(c, observed)
             if best is not None and best_iou >= cfg.match_iou and best not in matched:
                 matched[best] = ci
             else:
