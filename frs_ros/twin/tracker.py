@@ -91,6 +91,19 @@ def _best_overlap(mask: np.ndarray, observed: dict) -> tuple[Optional[int], floa
     return best, best_iou
 
 
+def _union(masks) -> Optional[np.ndarray]:
+    """Pixel-wise OR of ``masks`` (a new array), None when there are none."""
+    out = None
+    for m in masks:
+        out = m.copy() if out is None else out | m
+    return out
+
+
+def _mostly_outside(mask: np.ndarray, cover: Optional[np.ndarray]) -> bool:
+    """Less than half of ``mask`` lies inside ``cover`` (None covers nothing)."""
+    return cover is None or (mask & cover).sum() < 0.5 * mask.sum()
+
+
 def _greedy_pairs(pairs, n_cands: int) -> tuple[dict[int, int], list[int]]:
     """Greedy one-to-one assignment over ``(score, candidate index, track id)`` pairs, best first
     (the caller sorts): ``({track_id: candidate index}, unmatched candidate indices)``."""
@@ -493,14 +506,12 @@ class Tracker:
             return self._merge_reid(cands, observed, frame, depth, source, labels)
         matched: dict[int, int] = {}
         leftovers: list[int] = []
-        covered = None
-        for m in observed.values():
-            covered = m.copy() if covered is None else covered | m
+        covered = _union(observed.values())
         for ci, c in enumerate(cands):
             best, best_iou = _best_overlap(c, observed)
             if best is not None and best_iou >= self.config.match_iou and best not in matched:
                 matched[best] = ci
-            elif covered is None or (c & covered).sum() < 0.5 * c.sum():
+            elif _mostly_outside(c, covered):
                 leftovers.append(ci)
         for tid, ci in matched.items():
             observed[tid] = cands[ci]
@@ -533,11 +544,8 @@ class Tracker:
                 del observed[tid]  # kept on nothing (see _merge); lost now, re-identified below
         # a fresh mask mostly inside the keyframe's own matched masks is a part of a known object;
         # a propagated mask is no authority here (it may have leaked over an object it uncovered)
-        key_cov = None
-        for tid, ci in matched.items():
-            key_cov = cands[ci].copy() if key_cov is None else key_cov | cands[ci]
-        leftovers = [ci for ci in unmatched
-                     if key_cov is None or (cands[ci] & key_cov).sum() < 0.5 * cands[ci].sum()]
+        key_cov = _union(cands[ci] for ci in matched.values())
+        leftovers = [ci for ci in unmatched if _mostly_outside(cands[ci], key_cov)]
         # candidates: tracks the keyframe did not match (lost/hidden, or a propagated mask kept
         # without a match: shrunk under an occluder, or leaked)
         pool = [tid for tid in self._tracks if tid not in matched]
@@ -550,12 +558,8 @@ class Tracker:
         for tid, ci in matched.items():
             observed[tid] = cands[ci]
         # the rest are new objects unless mostly covered by a propagated mask still kept
-        covered = None
-        for tid, m in observed.items():
-            if tid not in matched:
-                covered = m.copy() if covered is None else covered | m
-        new = [leftovers[j] for j in rest
-               if covered is None or (sub[j] & covered).sum() < 0.5 * sub[j].sum()]
+        covered = _union(m for tid, m in observed.items() if tid not in matched)
+        new = [leftovers[j] for j in rest if _mostly_outside(sub[j], covered)]
         return matched, new
 
     def _reid(self, cands, frame, depth, source, track_ids, current, labels=None) -> tuple[dict[int, int], list[int]]:
