@@ -14,8 +14,9 @@ BOTTLE = Shape2D(2, "bottle", "rect", 45, 25, 8, 16, 1.2, (30, 160, 60))
 
 def _run(events: bool, scenes):
     # coverage_drop ~0: only the event triggers (and the first frame) keyframe
+    # discover off: this file is about keyframes (test_twin_discover.py: new objects without one)
     tr = Tracker(TwinConfig(propagator="flow", keyframe_interval=100, keyframe_events=events, retire_after_s=10,
-                            coverage_drop=1e-6))
+                            coverage_drop=1e-6, discover=False))
     out = []
     for i, shapes in enumerate(scenes):
         f = make_frame(shapes, stamp_ns=i * DT, seq=i)

@@ -5,6 +5,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from frs_ros.twin.backends import build_twin_backends
 from frs_ros.twin.backends.sim import SimSegmenter
@@ -78,8 +79,9 @@ def test_updates_never_wait_for_a_background_keyframe():
         tr.close()
 
 
-def test_late_keyframes_keep_one_id_per_object_and_exact_depth():
-    cfg = TwinConfig(propagator="flow", keyframe_interval=4, retire_after_s=10)
+@pytest.mark.parametrize("discover", [False, True])
+def test_late_keyframes_keep_one_id_per_object_and_exact_depth(discover):
+    cfg = TwinConfig(propagator="flow", keyframe_interval=4, retire_after_s=10, discover=discover)
     tr = Tracker(cfg, keyframe_runner=lambda work: DelayedKeyframes(work, 3))
     pairs = []
     for i in range(20):
@@ -91,8 +93,11 @@ def test_late_keyframes_keep_one_id_per_object_and_exact_depth():
     assert not pairs[-1][0].get(next(iter(m[1]))).visible  # a landed keyframe saw the mug gone
     bowl = next(iter(m[3]))
     born = next(t for t, _ in pairs if bowl in t.ids()).get(bowl)
-    # found by a keyframe submitted after it appeared, landing 3 frames later: its mask comes from then
-    assert 5 * DT < born.first_seen_ns <= 12 * DT and born.keyframe_ns == born.first_seen_ns - 3 * DT
+    if discover:  # found by depth on the frame it appears; the keyframes that land later keep its id
+        assert born.first_seen_ns == 5 * DT and born.keyframe_ns == 5 * DT
+        assert pairs[-1][0].get(bowl).label == "bowl"  # labelled by a keyframe that landed since
+    else:  # found by a keyframe submitted after it appeared, landing 3 frames later: its mask comes from then
+        assert 5 * DT < born.first_seen_ns <= 12 * DT and born.keyframe_ns == born.first_seen_ns - 3 * DT
     for twin, f in pairs:
         assert twin.keyframe_ns <= twin.stamp_ns
         for o in twin.objects:

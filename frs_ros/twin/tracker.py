@@ -138,9 +138,10 @@ class Tracker:
         self._key_area = 0
         # keyframe_events: depth of the previous frame, pixels no track explained there, hidden
         # tracks whose place was already uncovered (an event fires once, on the change)
-        self._prev_depth: Optional[np.ndarray] = None
-        self._prev_unexplained: Optional[np.ndarray] = None
+        self._prev_depth: Optional[np.ndarray] = None  # (H, W) [m], also for ``discover``
+        self._prev_unexplained: Optional[np.ndarray] = None  # (H, W) bool: no visible track there
         self._uncovered: set[int] = set()
+        self._provisional: set[int] = set()  # ``discover``ed tracks no keyframe has segmented yet
         self._start_ns: Optional[int] = None
         self._latest_twin: Optional[DigitalTwin] = None
         self._latest_frame: Optional[Frame] = None
@@ -149,7 +150,8 @@ class Tracker:
         self._motion_frame = "anchor" if self.config.ego_motion else "camera"
         self._ego_inliers = 0
         self.stats = {"frames": 0, "keyframes": 0, "segment_calls": 0, "label_calls": 0, "depth_calls": 0,
-                      "keyframes_submitted": 0, "keyframe_errors": 0, "event_keyframes": 0}
+                      "keyframes_submitted": 0, "keyframe_errors": 0, "event_keyframes": 0,
+                      "discovered": 0}
         # which frame each fact comes from: stamp of the keyframe that last set each track's mask
         self._mask_ns: dict[int, int] = {}
         self._keyframe_ns = 0  # stamp of the last merged keyframe
@@ -215,6 +217,8 @@ class Tracker:
             new_labels: list[Optional[list]] = []  # background: labeler candidates of each new mask
             votes: dict[int, list] = {}  # background: track id -> labeler candidates of its keyframe mask
             keyframe = False  # segmentation merged into this frame
+            discovered: list[np.ndarray] = []  # ``discover``: new objects found by depth on the cheap path
+            resync = False  # the propagator must take the tracks' masks (some grew on the cheap path)
             mask_ns = t  # stamp of the frame the merged masks were segmented on
             if moved is None:
                 # the propagator cannot propagate: segment every frame and associate
@@ -267,9 +271,15 @@ class Tracker:
                             self._mask_ns.update({tid: mask_ns for tid in matched})
                     if due and not self._held and not self._runner.busy and time.monotonic() >= self._next_key_s:
                         self._submit = True
+                if not keyframe and cfg.discover and self._propagates_by_motion():
+                    grown, discovered = self._discover(depth, source, observed)
+                    for tid, m in grown.items():
+                        observed[tid] = observed[tid] | m
+                    resync = bool(grown)
             if keyframe:
                 self.stats["keyframes"] += 1
                 self._keyframe_ns = mask_ns
+                self._provisional -= key_ids  # segmented now: a track like any other
             inline = self._runner is None or moved is None
             if keyframe and inline:
                 self._frames_since_key = 0  # background: the count restarts when a keyframe is submitted
@@ -295,6 +305,15 @@ class Tracker:
                 key_ids.add(tid)
                 if i < len(new_labels):
                     votes[tid] = new_labels[i]
+            for m in discovered:
+                # unlabelled until a keyframe sees them (no model runs on the cheap path)
+                if len(self._tracks) >= cfg.max_objects:
+                    break
+                tid = self._create(m, frame, depth, source)
+                self._mask_ns[tid] = t
+                new_ids.append(tid)
+                self._provisional.add(tid)
+                self.stats["discovered"] += 1
             self._update_motion(frame, [tid for tid in observed if tid in self._tracks] + new_ids)
             if cfg.reid:
                 for tid in key_ids:
@@ -302,7 +321,8 @@ class Tracker:
                         self._appearance(self._tracks[tid], frame)
 
             if inline:
-                to_label = [tid for tid in self._tracks if self._tracks[tid].obj.visible] if keyframe else new_ids
+                to_label = ([tid for tid in self._tracks if self._tracks[tid].obj.visible] if keyframe
+                            else new_ids[:len(new_ids) - len(discovered)])
                 self._label(frame, to_label)
             else:
                 to_label = [tid for tid in votes if tid in self._tracks]
@@ -312,7 +332,8 @@ class Tracker:
             retired = self._retire(t)
             for tid in retired:
                 self._mask_ns.pop(tid, None)
-            if keyframe or new_ids or retired or moved is None:
+                self._provisional.discard(tid)
+            if keyframe or new_ids or retired or resync or moved is None:
                 prop.set_tracks(frame, {tid: tr.mask for tid, tr in self._tracks.items() if tr.obj.visible})
             if retired:
                 prop.forget(retired)
@@ -325,6 +346,11 @@ class Tracker:
                     prop.mark(frame)
                     self.stats["keyframes_submitted"] += 1
                     self._frames_since_key = 0
+            if cfg.keyframe_events or (cfg.discover and self._propagates_by_motion()):
+                # what the next frame's "nearer than before" tests compare with
+                vis = _union(tr.mask for tr in self._tracks.values() if tr.obj.visible)
+                self._prev_depth = None if depth is None else np.asarray(depth, np.float32)
+                self._prev_unexplained = ~vis if vis is not None else None
             self.stats["frames"] += 1
             self._latest_frame = frame
             self._latest_depth = (depth, source)
@@ -422,33 +448,19 @@ class Tracker:
           its last position + velocity projects now, shows the track's own depth (within
           ``_EVENT_DEPTH_M``) on at least half of its pixels that no propagated mask covers -- the
           occluder left. Fires when a track becomes uncovered, not while it stays so.
-        - appeared: pixels no track explains in this frame nor the previous one whose depth came
-          ``_EVENT_DEPTH_M`` nearer since the previous frame, opened by a 5x5 square (edges that
-          moved with the camera are thin), at least ``min_mask_area_px`` of them.
+        - appeared: something came nearer on pixels no track explains (``_nearer``).
         Needs metric depth (False without).
         """
         if depth is None or source not in METRIC_SOURCES:
             return False
-        import cv2
-
         cfg = self.config
         d = np.asarray(depth, np.float32)
         h, w = d.shape
         explained = np.zeros((h, w), bool)
         for m in observed.values():
             explained |= m
-        fired = False
         # --- appeared
-        prev_d, prev_u = self._prev_depth, self._prev_unexplained
-        unexplained = ~explained
-        if prev_d is not None and prev_d.shape == d.shape:
-            with np.errstate(invalid="ignore"):
-                nearer = (prev_d - d > _EVENT_DEPTH_M) & unexplained & prev_u
-            if int(np.count_nonzero(nearer)) >= cfg.min_mask_area_px:
-                k = np.ones((5, 5), np.uint8)
-                nearer = cv2.morphologyEx(nearer.astype(np.uint8), cv2.MORPH_OPEN, k).astype(bool)
-                fired = int(np.count_nonzero(nearer)) >= cfg.min_mask_area_px
-        self._prev_depth, self._prev_unexplained = d, unexplained
+        fired = self._nearer(d, ~explained) is not None
         # --- uncovered
         intr = frame.intrinsics
         t = int(frame.stamp_ns)
@@ -487,6 +499,71 @@ class Tracker:
         self._uncovered = now
         return fired
 
+    def _propagates_by_motion(self) -> bool:
+        """The propagator moves masks by image motion (flow, sam2), so it cannot find an object that
+        was not there before (the segmenter's own propagation and sim ids can; hold is a baseline)."""
+        return self.config.propagator in ("flow", "sam2")
+
+    def _nearer(self, depth: np.ndarray, unexplained: np.ndarray) -> Optional[np.ndarray]:
+        """(H, W) uint8: pixels no track explains in this frame nor the previous one whose depth came
+        ``_EVENT_DEPTH_M`` nearer since the previous frame, opened by a 5x5 square (edges that moved
+        with the camera are thin); None when fewer than ``min_mask_area_px`` (or no previous frame)."""
+        import cv2
+
+        prev_d, prev_u = self._prev_depth, self._prev_unexplained
+        if prev_d is None or prev_u is None or prev_d.shape != depth.shape:
+            return None
+        with np.errstate(invalid="ignore"):
+            nearer = (prev_d - depth > _EVENT_DEPTH_M) & unexplained & prev_u
+        if int(np.count_nonzero(nearer)) < self.config.min_mask_area_px:
+            return None
+        nearer = cv2.morphologyEx(nearer.astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+        return nearer if int(np.count_nonzero(nearer)) >= self.config.min_mask_area_px else None
+
+    def _discover(self, depth, source: str, observed: dict[int, np.ndarray]
+                  ) -> tuple[dict[int, np.ndarray], list[np.ndarray]]:
+        """``discover``: what came nearer on pixels no track explains (``_nearer``), per 4-connected
+        blob of at least ``min_mask_area_px``: a blob that touches a track's mask at that track's depth
+        (median within ``_EVENT_DEPTH_M``) is more of that track (an object coming into view
+        grows), any other is a new object. Returns ``({track id: pixels to add}, [new masks])``;
+        nothing without metric depth."""
+        if depth is None or source not in METRIC_SOURCES:
+            return {}, []
+        import cv2
+
+        d = np.asarray(depth, np.float32)
+        explained = _union(observed.values())
+        nearer = self._nearer(d, ~explained if explained is not None else np.ones(d.shape, bool))
+        if nearer is None:
+            return {}, []
+        n, blobs = cv2.connectedComponents(nearer, connectivity=4)
+        grown: dict[int, np.ndarray] = {}
+        found: list[np.ndarray] = []
+        z_of = {}
+        ring_k = np.ones((3, 3), np.uint8)
+        for i in range(1, n):
+            blob = blobs == i
+            if int(np.count_nonzero(blob)) < self.config.min_mask_area_px:
+                continue
+            z = float(np.nanmedian(d[blob]))
+            ring = cv2.dilate(blob.astype(np.uint8), ring_k).astype(bool) & ~blob
+            best, touch = None, 0
+            for tid, m in observed.items():
+                c = int(np.count_nonzero(m & ring))
+                if c <= touch:
+                    continue
+                if tid not in z_of:
+                    v = d[m]
+                    v = v[np.isfinite(v)]
+                    z_of[tid] = float(np.median(v)) if v.size else math.nan
+                if abs(z_of[tid] - z) <= _EVENT_DEPTH_M:
+                    best, touch = tid, c
+            if best is None:
+                found.append(blob)
+            else:
+                grown[best] = grown[best] | blob if best in grown else blob
+        return grown, found
+
     def _filter(self, masks: list[np.ndarray]) -> list[np.ndarray]:
         return [np.asarray(m, bool) for m in masks if int(np.count_nonzero(m)) >= self.config.min_mask_area_px]
 
@@ -508,8 +585,8 @@ class Tracker:
         leftovers: list[int] = []
         covered = _union(observed.values())
         for ci, c in enumerate(cands):
-            best, best_iou = _best_overlap(c, observed)
-            if best is not None and best_iou >= self.config.match_iou and best not in matched:
+            best = self._keyframe_match(c, observed, matched)
+            if best is not None:
                 matched[best] = ci
             elif _mostly_outside(c, covered):
                 leftovers.append(ci)
@@ -529,13 +606,27 @@ class Tracker:
             matched[tid] = leftovers[j]
         return matched, [leftovers[j] for j in rest]
 
+    def _keyframe_match(self, c: np.ndarray, observed: dict[int, np.ndarray], matched: dict[int, int]) -> Optional[int]:
+        """The propagated track a keyframe mask ``c`` is: the one it overlaps most when that IoU is at
+        least ``match_iou``, else a ``discover``ed track lying at least ``reid_contain`` inside it (a
+        blob found by depth is often a part of the object: the part that came into view first).
+        None when neither (or that track is already matched)."""
+        best, best_iou = _best_overlap(c, observed)
+        if best is not None and best_iou >= self.config.match_iou and best not in matched:
+            return best
+        for tid in self._provisional:
+            m = observed.get(tid)
+            if m is not None and tid not in matched and (m & c).sum() >= self.config.reid_contain * m.sum():
+                return tid
+        return None
+
     def _merge_reid(self, cands, observed, frame, depth, source, labels) -> tuple[dict[int, int], list[int]]:
         cfg = self.config
         matched: dict[int, int] = {}
         unmatched: list[int] = []
         for ci, c in enumerate(cands):
-            best, best_iou = _best_overlap(c, observed)
-            if best is not None and best_iou >= cfg.match_iou and best not in matched:
+            best = self._keyframe_match(c, observed, matched)
+            if best is not None:
                 matched[best] = ci
             else:
                 unmatched.append(ci)

@@ -1,0 +1,68 @@
+"""discover: between keyframes, the flow tracker finds objects that come into view by depth (through
+the real Tracker; no keyframe, no model)."""
+
+import numpy as np
+
+from frs_ros.masks import mask_iou
+from frs_ros.twin.config import TwinConfig
+from frs_ros.twin.synthetic import Shape2D, make_frame
+from frs_ros.twin.tracker import UNLABELED, Tracker
+
+DT = 100_000_000  # 10 Hz
+MUG = Shape2D(1, "mug", "disc", 15, 20, 10, 10, 1.0, (200, 30, 30))
+BOTTLE = Shape2D(2, "bottle", "rect", 45, 25, 8, 16, 1.2, (30, 160, 60))
+
+
+def _run(scenes, **over):
+    # keyframes only on the first frame (interval 100, no coverage-drop keyframes)
+    cfg = dict(propagator="flow", keyframe_interval=100, retire_after_s=10, coverage_drop=1e-6)
+    tr = Tracker(TwinConfig(**{**cfg, **over}))
+    twins, frames = [], []
+    for i, shapes in enumerate(scenes):
+        frames.append(make_frame(shapes, stamp_ns=i * DT, seq=i))
+        twins.append(tr.update(frames[-1]))
+    tr.close()
+    return tr, twins, frames
+
+
+def test_an_object_appearing_between_keyframes_is_tracked_at_once_and_unlabelled():
+    bowl = Shape2D(3, "bowl", "rect", 20, 38, 12, 6, 0.8, (40, 80, 200))
+    scenes = [[MUG, BOTTLE] + ([bowl] if i >= 4 else []) for i in range(8)]
+    tr, twins, frames = _run(scenes)
+    assert tr.stats["keyframes"] == 1 and tr.stats["discovered"] == 1
+    new = [o for o in twins[4].objects if o.track_id not in {p.track_id for p in twins[3].objects}]
+    assert len(new) == 1 and new[0].visible and new[0].label == UNLABELED
+    gt = frames[4].gt.instance_map == 3
+    assert mask_iou(new[0].mask.decode(), gt) > 0.9
+    assert np.isclose(new[0].depth.median, 0.8)  # depth statistics exact on the discovered mask
+    # it stays one track while it stays in view
+    assert all(o.visible for o in twins[-1].objects) and len(twins[-1].objects) == 3
+    _, off, _ = _run(scenes, discover=False)
+    assert sum(o.visible for o in off[-1].objects) == 2  # without it the bowl waits for a keyframe
+
+
+def test_an_object_sliding_into_view_grows_as_one_track():
+    # a box entering from the left edge, 6 px more of it in view each frame
+    def box(i):
+        return Shape2D(4, "box", "rect", -8 + 6 * i, 36, 16, 10, 0.9, (130, 80, 40))
+
+    scenes = [[MUG, BOTTLE]] + [[MUG, BOTTLE, box(i)] for i in range(1, 5)]
+    tr, twins, frames = _run(scenes)
+    assert tr.stats["keyframes"] == 1
+    ids = {o.track_id for o in twins[-1].objects} - {o.track_id for o in twins[0].objects}
+    assert len(ids) == 1  # one track, not one per frame
+    (tid,) = ids
+    o = twins[-1].get(tid)
+    gt = frames[-1].gt.instance_map == 4
+    assert o.visible and mask_iou(o.mask.decode(), gt) > 0.8
+
+
+def test_no_metric_depth_no_discovery_and_the_segmenter_propagator_is_unchanged():
+    bowl = Shape2D(3, "bowl", "rect", 20, 38, 12, 6, 0.8, (40, 80, 200))
+    scenes = [[MUG, BOTTLE] + ([bowl] if i >= 2 else []) for i in range(4)]
+    tr = Tracker(TwinConfig(propagator="flow", keyframe_interval=100, coverage_drop=1e-6))
+    for i, shapes in enumerate(scenes):
+        tr.update(make_frame(shapes, stamp_ns=i * DT, seq=i, with_depth=False))
+    assert tr.stats["discovered"] == 0
+    tr, _, _ = _run(scenes, propagator="segmenter")
+    assert tr.stats["discovered"] == 0
