@@ -146,7 +146,7 @@ def test_match_names_the_objects_that_fit_a_use_with_the_real_embedder():
 def test_match_ids_follow_the_threshold():
     from frs_ros.twin import tools as T
 
-    class Fixed:  # cosine 0.5 for 'a mug', 0.1 for the rest
+    class Fixed:  # cosine 0.5 for 'a mug', 0.1 for everything else (scene labels and the hub banks)
         def similarity(self, query, candidates):
             return np.array([0.5 if c == "a mug" else 0.1 for c in candidates], dtype=np.float32)
 
@@ -154,11 +154,31 @@ def test_match_ids_follow_the_threshold():
     twin = tr.latest()
     mugs = sorted(o.track_id for o in twin.objects if o.label == "mug")
     assert sorted(T.match_ids("holds coffee", twin, Fixed())) == mugs
-    assert T._match("holds coffee", twin, Fixed()).endswith("fits (0.50)")
+    # score = cosine 0.5 - (label hub 0.1 + use hub (0.5 + 4 x 0.1) / 5) / 2 = 0.36
+    assert T._match("holds coffee", twin, Fixed()).endswith("fits (0.36)")
 
-    class Low(Fixed):
+    class Low(Fixed):  # the scene's labels are far from the use, the reference texts are not
         def similarity(self, query, candidates):
-            return np.full(len(candidates), T.MATCH_THRESHOLD - 0.01, dtype=np.float32)
+            return np.array([0.1 if c in ("a mug", "a bowl") else 0.5 for c in candidates], dtype=np.float32)
 
     assert T.match_ids("holds coffee", twin, Low()) == []
     assert "nothing fits" in T._match("holds coffee", twin, Low())
+
+
+def test_match_discounts_a_label_that_is_close_to_every_use():
+    """A 'hub' label (raw cosine 0.45 to this use, but 0.45 to every use) loses to a label that is
+    specific to the use (0.40 to it, 0.1 to the other uses); the raw cosine would pick the hub."""
+    from frs_ros.twin import tools as T
+
+    class Hubby:
+        def similarity(self, query, candidates):
+            def one(c):
+                if query == "something that holds coffee":
+                    return {"a tray": 0.45, "a mug": 0.40}.get(c, 0.2)
+                return 0.45 if query == "a tray" else 0.1  # label -> the bank of uses
+            return np.array([one(c) for c in candidates], dtype=np.float32)
+
+    tr = _scene_tracker([("tray", (120, 120, 120)), ("mug", (200, 30, 30))])
+    twin = tr.latest()
+    mug = [o.track_id for o in twin.objects if o.label == "mug"]
+    assert T.match_ids("holds coffee", twin, Hubby()) == mug

@@ -121,11 +121,11 @@ class ReasonSegEngine:
         self.serialise = twin_serialiser or default_twin_serialiser
         self._lock = threading.Lock()
         if config.backend == "hf" and config.use_tools:
-            # the match() tool's sentence embedder (~1 s, ~90 MB): loaded now, not inside the first
-            # goal that asks for a use
-            from frs_ros.text_embed import shared_embedder
+            # the match() tool's sentence embedder (~1 s, ~90 MB) and its reference texts: loaded
+            # now, not inside the first goal that asks for a use
+            from frs_ros.twin.tools import warm_match
 
-            shared_embedder()
+            warm_match()
 
     def answer(
         self,
