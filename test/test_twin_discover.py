@@ -66,3 +66,14 @@ def test_no_metric_depth_no_discovery_and_the_segmenter_propagator_is_unchanged(
     assert tr.stats["discovered"] == 0
     tr, _, _ = _run(scenes, propagator="segmenter")
     assert tr.stats["discovered"] == 0
+
+
+def test_a_discovered_track_the_next_keyframe_does_not_confirm_is_dropped():
+    # a bowl shows up for two frames between keyframes (0 and 5): tracked meanwhile, then the
+    # keyframe, which does not see it, drops it rather than keeping a "lost" track nobody segmented
+    bowl = Shape2D(3, "bowl", "rect", 20, 38, 12, 6, 0.8, (40, 80, 200))
+    scenes = [[MUG, BOTTLE] + ([bowl] if 2 <= i < 4 else []) for i in range(7)]
+    tr, twins, _ = _run(scenes, keyframe_interval=5)
+    assert tr.stats["discovered"] == 1 and len(twins[2].objects) == 3
+    assert len(twins[4].objects) == 3 and sum(o.visible for o in twins[4].objects) == 2  # lost, not yet dropped
+    assert tr.stats["keyframes"] == 2 and len(twins[5].objects) == 2  # the keyframe dropped it

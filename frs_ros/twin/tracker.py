@@ -217,6 +217,7 @@ class Tracker:
             new_labels: list[Optional[list]] = []  # background: labeler candidates of each new mask
             votes: dict[int, list] = {}  # background: track id -> labeler candidates of its keyframe mask
             keyframe = False  # segmentation merged into this frame
+            dropped: list[int] = []  # provisional tracks a keyframe did not confirm
             discovered: list[np.ndarray] = []  # ``discover``: new objects found by depth on the cheap path
             resync = False  # the propagator must take the tracks' masks (some grew on the cheap path)
             mask_ns = t  # stamp of the frame the merged masks were segmented on
@@ -279,7 +280,17 @@ class Tracker:
             if keyframe:
                 self.stats["keyframes"] += 1
                 self._keyframe_ns = mask_ns
-                self._provisional -= key_ids  # segmented now: a track like any other
+                # segmented now: a track like any other; one the keyframe did not take although it was
+                # found on or before the keyframe's frame is dropped (a part of an object the keyframe
+                # gave to an established track, or nothing); later ones wait for the next keyframe
+                for tid in sorted(self._provisional):
+                    if tid in key_ids:
+                        self._provisional.discard(tid)
+                    elif self._tracks[tid].obj.first_seen_ns <= mask_ns:
+                        del self._tracks[tid]
+                        observed.pop(tid, None)
+                        self._provisional.discard(tid)
+                        dropped.append(tid)
             inline = self._runner is None or moved is None
             if keyframe and inline:
                 self._frames_since_key = 0  # background: the count restarts when a keyframe is submitted
@@ -329,7 +340,7 @@ class Tracker:
                 self._vote(votes, mask_ns)
             if cfg.colors:
                 self._name_colors(frame, to_label)
-            retired = self._retire(t)
+            retired = self._retire(t) + dropped
             for tid in retired:
                 self._mask_ns.pop(tid, None)
                 self._provisional.discard(tid)
@@ -608,16 +619,11 @@ class Tracker:
 
     def _keyframe_match(self, c: np.ndarray, observed: dict[int, np.ndarray], matched: dict[int, int]) -> Optional[int]:
         """The propagated track a keyframe mask ``c`` is: the one it overlaps most when that IoU is at
-        least ``match_iou``, else a ``discover``ed track lying at least ``reid_contain`` inside it (a
-        blob found by depth is often a part of the object: the part that came into view first).
-        None when neither (or that track is already matched)."""
-        best, best_iou = _best_overlap(c, observed)
+        least ``match_iou`` and it is not ``discover``ed (those go through re-identification, where
+        an established track it may be a part of wins); None when none (or that one is matched)."""
+        best, best_iou = _best_overlap(c, {t: m for t, m in observed.items() if t not in self._provisional})
         if best is not None and best_iou >= self.config.match_iou and best not in matched:
             return best
-        for tid in self._provisional:
-            m = observed.get(tid)
-            if m is not None and tid not in matched and (m & c).sum() >= self.config.reid_contain * m.sum():
-                return tid
         return None
 
     def _merge_reid(self, cands, observed, frame, depth, source, labels) -> tuple[dict[int, int], list[int]]:
@@ -713,7 +719,10 @@ class Tracker:
                 # a smaller candidate may be a partial view (still partly occluded, or leaving the
                 # image): down to 1 / ratio^2 of the reference; a larger one only up to the ratio
                 ratio = min((max(val, r) / max(1e-12, min(val, r)) for r in refs), default=1.0)
-                if ratio > (r_max * r_max if val < max(refs, default=0.0) else r_max):
+                provisional = tid in self._provisional  # a blob found by depth: a part of the object
+                if provisional:
+                    ratio = 1.0
+                elif ratio > (r_max * r_max if val < max(refs, default=0.0) else r_max):
                     continue
                 d = math.nan
                 if o.history:
@@ -734,7 +743,7 @@ class Tracker:
                     if dc > cfg.reid_max_color:
                         continue
                     cost += dc / cfg.reid_max_color
-                cost += math.log(max(ratio, 1.0)) / log_r - overlap
+                cost += math.log(max(ratio, 1.0)) / log_r - overlap + (0.5 if provisional else 0.0)
                 if labels is not None and labels[ci] and o.label != UNLABELED:
                     name = labels[ci][0][0]
                     if name != o.label and name not in {k for k, _ in o.alt_labels}:
