@@ -185,3 +185,19 @@ def test_refine_does_not_let_the_floor_eat_a_shaded_thin_object():
     rgb[44, 40:80] = (92, 88, 88)
     depth = np.full((96, 128), 1.0, np.float32)
     assert np.array_equal(refine_masks({1: obj}, rgb, depth)[1], obj)  # before: 40 px (the last row) lost
+
+
+def test_refine_does_not_grow_a_mask_down_a_smooth_depth_slope():
+    # a red box at 1 m; right of it a red surface that slopes away from 1.04 m by 4 cm a pixel: no
+    # colour edge and no depth step (a wall) between them, but all of it is farther than the box
+    rng = np.random.default_rng(0)
+    rgb = (np.full((96, 128, 3), 90) + rng.integers(-12, 13, (96, 128, 1))).astype(np.uint8)
+    obj = np.zeros((96, 128), bool)
+    obj[30:60, 40:70] = True
+    rgb[obj] = (200, 60, 60)
+    rgb[25:65, 70:100] = (200, 60, 60)
+    depth = np.full((96, 128), 3.0, np.float32)
+    depth[obj] = 1.0
+    depth[25:65, 70:100] = 1.0 + 0.04 * (np.arange(70, 100) - 69)
+    out = refine_masks({1: obj}, rgb, depth)[1]
+    assert (obj & ~out).sum() == 0 and (out & ~obj).sum() <= 30  # before: 57 (two columns down the slope)
