@@ -77,3 +77,14 @@ def test_a_discovered_track_the_next_keyframe_does_not_confirm_is_dropped():
     assert tr.stats["discovered"] == 1 and len(twins[2].objects) == 3
     assert len(twins[4].objects) == 3 and sum(o.visible for o in twins[4].objects) == 2  # lost, not yet dropped
     assert tr.stats["keyframes"] == 2 and len(twins[5].objects) == 2  # the keyframe dropped it
+
+
+def test_discovered_area_does_not_hide_a_coverage_drop():
+    # a box found by depth at frame 3, then the bottle leaves at frame 5: the established tracks'
+    # area falls below coverage_drop x the keyframe's, so a keyframe is due although the box's
+    # area would make up for it
+    box = Shape2D(4, "box", "rect", 25, 38, 16, 10, 0.9, (130, 80, 40))
+    scenes = [[MUG] + ([BOTTLE] if i < 5 else []) + ([box] if i >= 3 else []) for i in range(7)]
+    tr, twins, _ = _run(scenes, coverage_drop=0.7)
+    assert tr.stats["discovered"] == 1
+    assert [t.keyframe_ns for t in twins] == [0] * 5 + [5 * DT] * 2

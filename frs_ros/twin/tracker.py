@@ -239,7 +239,8 @@ class Tracker:
                     tid: np.asarray(m, bool) for tid, m in moved.items()
                     if tid in self._tracks and int(np.count_nonzero(m)) >= cfg.min_mask_area_px
                 }
-                area = sum(int(m.sum()) for m in observed.values())
+                # established tracks only: area found by ``discover`` must not hide what was lost
+                area = sum(int(m.sum()) for tid, m in observed.items() if tid not in self._provisional)
                 # coverage drop in THIS frame (objects left, or propagation lost them): segment now
                 due = (not self._tracks or self._frames_since_key + 1 >= cfg.keyframe_interval
                        or area < cfg.coverage_drop * self._key_area)
