@@ -196,7 +196,7 @@ def run_jf(episodes: int, n_frames: int, split: str, width: int, height: int, la
     samples = [generate_episode(10_000 + s, split=split, n_frames=n_frames, config=sim_cfg) for s in range(episodes)]
     out = []
     for name, over, delay in propagation_rows(sim_cfg.fps, latencies_s):
-        js, fs, pairs, ms = [], [], 0, []
+        js, fs, pairs, ms, keys, found = [], [], 0, [], 0, 0
         for sample in samples:
             cfg = TwinConfig(**{**(extra or {}), **over})
             tracker = Tracker(cfg, keyframe_runner=(lambda work, d=delay: DelayedKeyframes(work, d)) if delay else None)
@@ -206,12 +206,15 @@ def run_jf(episodes: int, n_frames: int, split: str, width: int, height: int, la
                 twins.append(tracker.update(f))
                 ms.append(1e3 * (time.perf_counter() - t0))
             tracker.close()
+            keys += tracker.stats["keyframes"]
+            found += tracker.stats["discovered"]
             r = track_jf(sample.frames, twins, cfg.min_mask_area_px)
             js.append(r["J"] * r["pairs"])
             fs.append(r["F"] * r["pairs"])
             pairs += r["pairs"]
         out.append({"config": name, "J": sum(js) / max(1, pairs), "F": sum(fs) / max(1, pairs), "pairs": pairs,
-                    "update_ms_p50": float(np.median(ms))})
+                    "update_ms_p50": float(np.median(ms)), "keyframes_per_episode": keys / max(1, len(samples)),
+                    "discovered_per_episode": found / max(1, len(samples))})
     return out
 
 
@@ -258,10 +261,12 @@ def main(argv=None) -> int:
         lats = tuple(float(x) for x in args.latencies.split(",") if x.strip())
         t0 = time.time()
         rows = run_jf(args.episodes, args.frames, args.split, args.width, args.height, lats, _settings(args.set))
-        print(f"| configuration | J | F | J&F | (frame, object) pairs | update p50, wall [ms] |\n| --- | --- | --- | --- | --- | --- |")
+        print("| configuration | J | F | J&F | keyframes / episode | discovered / episode | (frame, object) pairs | "
+              "update p50, wall [ms] |\n| --- | --- | --- | --- | --- | --- | --- | --- |")
         for r in rows:
             print(f"| {r['config']} | {100 * r['J']:.1f} | {100 * r['F']:.1f} | {50 * (r['J'] + r['F']):.1f} | "
-                  f"{r['pairs']} | {r['update_ms_p50']:.1f} |")
+                  f"{r['keyframes_per_episode']:.1f} | {r['discovered_per_episode']:.1f} | {r['pairs']} | "
+                  f"{r['update_ms_p50']:.1f} |")
         print(f"({args.episodes} {args.split} episodes x {args.frames} frames, {args.width}x{args.height}; "
               f"{time.time() - t0:.0f} s)")
         return 0
