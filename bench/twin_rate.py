@@ -153,14 +153,16 @@ def run_twin(frames, backends, cfg, seconds: float, fps: float, engine=None, que
     }
 
 
-def cheap_path_cpu(frames, propagator: str = "flow") -> dict:
+def cheap_path_cpu(frames, propagator: str = "flow", **over) -> dict:
     """CPU time [ms] of ``Tracker.update`` on the per-frame path alone (sim keyframe on frame 0
     only, then ``propagator``; no background thread, so the process CPU time is this path's):
-    robust to a loaded machine, unlike wall time. Frame 0 (the keyframe) is left out."""
+    robust to a loaded machine, unlike wall time. Frame 0 (the keyframe) is left out. ``over``:
+    other ``TwinConfig`` values. ``objects``: tracks at the end (``discover`` adds the objects
+    that came into view, which no keyframe confirms here)."""
     from frs_ros.twin.config import TwinConfig
     from frs_ros.twin.tracker import Tracker
 
-    tr = Tracker(TwinConfig(propagator=propagator, keyframe_interval=10_000, coverage_drop=1e-6))
+    tr = Tracker(TwinConfig(propagator=propagator, keyframe_interval=10_000, coverage_drop=1e-6, **over))
     cpu, wall = [], []
     for i, f in enumerate(frames):
         c, w = time.process_time(), time.perf_counter()
@@ -221,9 +223,10 @@ def main(argv=None) -> int:
         for size in [x for x in a.sizes.split(",") if x]:
             w, h = (int(x) for x in size.split("x"))
             frames = generate_episode(10_000, split="val", n_frames=30, config=SimConfig(width=w, height=h)).frames
-            for prop in ("flow", "hold"):
-                r = cheap_path_cpu(frames, prop)
-                print(f"| {size} | {prop} | {r['n']} | {r['cpu_ms_p50']:.1f} / {r['cpu_ms_p95']:.1f} | "
+            for name, prop, over in (("flow", "flow", {}), ("flow, discover off", "flow", {"discover": False}),
+                                     ("hold", "hold", {})):
+                r = cheap_path_cpu(frames, prop, **over)
+                print(f"| {size} | {name} | {r['n']} | {r['cpu_ms_p50']:.1f} / {r['cpu_ms_p95']:.1f} | "
                       f"{r['wall_ms_p50']:.1f} | {r['objects']} | {r['fps_cpu_bound']:.0f} |", flush=True)
         print(f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
         return 0

@@ -88,3 +88,16 @@ def test_discovered_area_does_not_hide_a_coverage_drop():
     tr, twins, _ = _run(scenes, coverage_drop=0.7)
     assert tr.stats["discovered"] == 1
     assert [t.keyframe_ns for t in twins] == [0] * 5 + [5 * DT] * 2
+
+
+def test_at_most_eight_provisional_tracks_the_largest_blobs_first():
+    # twelve boxes of different sizes appear at once between keyframes (the mug keeps the tracker
+    # from keyframing for want of tracks): only the eight largest become tracks
+    boxes = [Shape2D(10 + i, "box", "rect", 6 + 10 * (i % 6), 32 + 10 * (i // 6), 7 + i % 3, 6 + i // 6, 0.9,
+                     (130, 80, 40)) for i in range(12)]  # 35 to 63 px each
+    mug = Shape2D(1, "mug", "disc", 15, 12, 10, 10, 1.0, (200, 30, 30))
+    tr, twins, frames = _run([[mug]] * 2 + [[mug] + boxes] * 2)
+    assert tr.stats["keyframes"] == 1 and tr.stats["discovered"] == 8
+    areas = sorted((int((frames[2].gt.instance_map == b.instance_id).sum()) for b in boxes), reverse=True)
+    got = sorted((o.area_px for o in twins[2].objects if o.track_id != 1), reverse=True)
+    assert len(areas) == 12 and got == areas[:8]

@@ -60,6 +60,11 @@ def _phys_size(area_px: int, z: float, intrinsics) -> float:
 _EVENT_DEPTH_M = 0.15
 
 
+#: discover: at most this many provisional tracks at a time, visible or lost (the largest blobs
+#: first); each costs the per-frame path a mask, and until a keyframe lands nothing else bounds them
+_DISCOVER_MAX = 8
+
+
 def _z_of(o: TwinObject) -> float:
     """A track's depth [m]: its centroid's z (NaN without metric depth)."""
     return float(o.centroid_m[2])
@@ -317,9 +322,9 @@ class Tracker:
                 key_ids.add(tid)
                 if i < len(new_labels):
                     votes[tid] = new_labels[i]
-            for m in discovered:
+            for m in sorted(discovered, key=lambda b: -int(np.count_nonzero(b))):
                 # unlabelled until a keyframe sees them (no model runs on the cheap path)
-                if len(self._tracks) >= cfg.max_objects:
+                if len(self._tracks) >= cfg.max_objects or len(self._provisional) >= _DISCOVER_MAX:
                     break
                 tid = self._create(m, frame, depth, source)
                 self._mask_ns[tid] = t
