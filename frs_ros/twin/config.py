@@ -73,8 +73,9 @@ class TwinConfig:
     discover: bool = knob(True, doc="flow and sam2 propagators, between keyframes: what comes nearer (by "
                           "metric depth, since the previous frame) on pixels no track explains is an object coming into "
                           "view: a blob touching a track at that track's depth is added to it, any other becomes a "
-                          "new, unlabelled track (the next keyframe labels it, and its mask replaces the blob); ~1 ms "
-                          "per frame; without it new objects wait for the next keyframe")
+                          "new, provisional, unlabelled track (at most 8 at a time; the next keyframe confirms and labels it, "
+                          "gives it to an established track, or drops it); the search is cheap, the tracks it adds "
+                          "cost the per-frame path like any other; without it new objects wait for the next keyframe")
     retire_after_s: float = knob(5.0, doc="remove a track not seen for this long", unit="s", range=(0.0, 3600.0))
     points_per_side: int = knob(16, doc="SAM-2 automatic-mask point grid (points_per_side^2 prompts)", range=(1, 128))
     points_per_batch: int = knob(64, doc="SAM-2 prompts per forward pass")
