@@ -101,3 +101,4 @@ def test_at_most_eight_provisional_tracks_the_largest_blobs_first():
     areas = sorted((int((frames[2].gt.instance_map == b.instance_id).sum()) for b in boxes), reverse=True)
     got = sorted((o.area_px for o in twins[2].objects if o.track_id != 1), reverse=True)
     assert len(areas) == 12 and got == areas[:8]
+    assert all(o.label == UNLABELED for o in twins[2].objects if o.track_id != 1)  # no model ran on them

@@ -339,7 +339,7 @@ class Tracker:
 
             if inline:
                 to_label = ([tid for tid in self._tracks if self._tracks[tid].obj.visible] if keyframe
-                            else new_ids[:len(new_ids) - len(discovered)])
+                            else [tid for tid in new_ids if tid not in self._provisional])
                 self._label(frame, to_label)
             else:
                 to_label = [tid for tid in votes if tid in self._tracks]
