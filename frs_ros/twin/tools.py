@@ -11,7 +11,8 @@
 - ``match("use")``: which visible objects fit a use ("plays music"), by sentence-embedding
   similarity of "something that <use>" to "a <label>" (all-MiniLM-L6-v2, ``frs_ros.text_embed``),
   corrected for labels and uses that are close to everything: every object of the best-scoring
-  label when that score is at least ``MATCH_THRESHOLD``, else "nothing fits". World knowledge a 135 M student lacks, in one call (docs/training.md).
+  label when that score is at least ``MATCH_THRESHOLD``, else "nothing fits". World knowledge a
+  135 M student lacks, in one call (docs/training.md).
 
 Bad calls raise ``ToolError`` with a sentence the reasoner can put in ``<results>``.
 """
@@ -184,23 +185,38 @@ def run_tool(
     return _history(_parse_id(args[0], twin, name), twin)
 
 
+def _use_text(use: str) -> str:
+    """How match() says a use to the embedder (queries and the reference bank alike)."""
+    return f"something that {use}"
+
+
+def _label_text(label: str) -> str:
+    """How match() says an object label to the embedder (the scene's and the reference list's)."""
+    return f"a {label}"
+
+
+def _embedder(embedder=None):
+    """``embedder``, or the process-wide sentence embedder (loaded on first use)."""
+    if embedder is not None:
+        return embedder
+    from frs_ros.text_embed import shared_embedder
+
+    return shared_embedder()
+
+
 def _hub_banks() -> tuple[list[str], list[str]]:
     """The fixed reference texts of the hubness terms: household uses and household objects (the
     simulator ontology's 54 uses and 86 categories, everyday words), phrased as match() phrases them."""
     from frs_ros.sim.ontology import AFFORDANCES, ONTOLOGY
 
-    return [f"something that {u}" for u in AFFORDANCES], [f"a {c}" for c in sorted(ONTOLOGY)]
+    return [_use_text(u) for u in AFFORDANCES], [_label_text(c) for c in sorted(ONTOLOGY)]
 
 
 def warm_match(embedder=None) -> None:
     """Load the sentence embedder and embed the hubness reference texts now (~1.3 s once on 2 cores),
     not inside the first goal that calls match()."""
-    if embedder is None:
-        from frs_ros.text_embed import shared_embedder
-
-        embedder = shared_embedder()
     uses, things = _hub_banks()
-    embedder.similarity(uses[0], uses[1:] + things)
+    _embedder(embedder).similarity(uses[0], uses[1:] + things)
 
 
 def _hub(sims: np.ndarray) -> float:
@@ -215,15 +231,12 @@ def _match_scores(use: str, twin: DigitalTwin, embedder=None) -> tuple[list[Twin
     labels = list(dict.fromkeys(o.label for o in objs))
     if not labels:
         return objs, labels, np.zeros(0, dtype=np.float32)
-    if embedder is None:
-        from frs_ros.text_embed import shared_embedder
-
-        embedder = shared_embedder()
+    embedder = _embedder(embedder)
     uses, things = _hub_banks()
-    query = f"something that {use}"
-    cos = np.asarray(embedder.similarity(query, [f"a {label}" for label in labels]), np.float64)
+    query = _use_text(use)
+    cos = np.asarray(embedder.similarity(query, [_label_text(label) for label in labels]), np.float64)
     r_use = _hub(embedder.similarity(query, things))
-    r_label = np.array([_hub(embedder.similarity(f"a {label}", uses)) for label in labels])
+    r_label = np.array([_hub(embedder.similarity(_label_text(label), uses)) for label in labels])
     return objs, labels, (cos - 0.5 * (r_label + r_use)).astype(np.float32)
 
 

@@ -96,11 +96,14 @@ def _best_overlap(mask: np.ndarray, observed: dict) -> tuple[Optional[int], floa
     return best, best_iou
 
 
-def _union(masks) -> Optional[np.ndarray]:
-    """Pixel-wise OR of ``masks`` (a new array), None when there are none."""
+def _union(masks, shape: Optional[tuple[int, int]] = None) -> Optional[np.ndarray]:
+    """Pixel-wise OR of ``masks`` (a new array); when there are none, all False of ``shape``, or
+    None without one."""
     out = None
     for m in masks:
         out = m.copy() if out is None else out | m
+    if out is None and shape is not None:
+        out = np.zeros(shape, bool)
     return out
 
 
@@ -473,9 +476,7 @@ class Tracker:
         cfg = self.config
         d = np.asarray(depth, np.float32)
         h, w = d.shape
-        explained = np.zeros((h, w), bool)
-        for m in observed.values():
-            explained |= m
+        explained = _union(observed.values(), d.shape)
         # --- appeared
         fired = self._nearer(d, ~explained) is not None
         # --- uncovered
@@ -549,8 +550,7 @@ class Tracker:
         import cv2
 
         d = np.asarray(depth, np.float32)
-        explained = _union(observed.values())
-        nearer = self._nearer(d, ~explained if explained is not None else np.ones(d.shape, bool))
+        nearer = self._nearer(d, ~_union(observed.values(), d.shape))
         if nearer is None:
             return {}, []
         n, blobs = cv2.connectedComponents(nearer, connectivity=4)

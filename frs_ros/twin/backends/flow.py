@@ -156,6 +156,12 @@ REFINE_DEPTH_STEP_REL = 0.02
 _REFINE_REF_SIDE = 320.0  # the pixel sizes above are for this longer image side
 
 
+def _wall_step_m(depth):
+    """The depth step [m] that makes a wall at ``depth`` [m]: ``REFINE_DEPTH_STEP_M +
+    REFINE_DEPTH_STEP_REL * depth`` (works on arrays and scalars)."""
+    return REFINE_DEPTH_STEP_M + REFINE_DEPTH_STEP_REL * depth
+
+
 def _depth_filled(depth: np.ndarray) -> np.ndarray:
     """``depth`` as float32 with NaN where invalid (NaN / <= 0), except that an invalid pixel next
     to valid ones takes the FARTHEST valid depth of its 3x3 neighbourhood. Depth images (the sim's,
@@ -174,7 +180,7 @@ def _depth_filled(depth: np.ndarray) -> np.ndarray:
 def _depth_walls(d: np.ndarray) -> np.ndarray:
     """(H, W) bool: the farther pixel of every 4-neighbour depth step larger than
     ``REFINE_DEPTH_STEP_M + REFINE_DEPTH_STEP_REL * depth`` (``d`` from ``_depth_filled``; NaN: no step)."""
-    thr = REFINE_DEPTH_STEP_M + REFINE_DEPTH_STEP_REL * np.nan_to_num(d, nan=0.0)
+    thr = _wall_step_m(np.nan_to_num(d, nan=0.0))
     wall = np.zeros(d.shape, bool)
     with np.errstate(invalid="ignore"):
         # horizontal neighbours (x, x + 1), then vertical ones (y, y + 1)
@@ -205,7 +211,7 @@ def _resolve_lines(markers: np.ndarray, rgb: np.ndarray, depth: Optional[np.ndar
         # the seam with the far depth here too lost 2.5 J on the sim val episodes)
         d = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float32)
         dp = d[ys, xs]
-        thr = REFINE_DEPTH_STEP_M + REFINE_DEPTH_STEP_REL * np.nan_to_num(dp, nan=0.0)
+        thr = _wall_step_m(np.nan_to_num(dp, nan=0.0))
     best = np.full(ys.size, np.iinfo(np.int32).max, np.int32)
     lab = np.ones(ys.size, np.int32)
     for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
@@ -291,8 +297,8 @@ def refine_masks(masks: dict[int, np.ndarray], rgb: np.ndarray,
             dv = dv[np.isfinite(dv) & (dv > 0)]
             if dv.size >= 10:
                 lo, hi = np.percentile(dv, [2, 98])
-                lo -= REFINE_DEPTH_STEP_M + REFINE_DEPTH_STEP_REL * lo
-                hi += REFINE_DEPTH_STEP_M + REFINE_DEPTH_STEP_REL * hi
+                lo -= _wall_step_m(lo)
+                hi += _wall_step_m(hi)
                 with np.errstate(invalid="ignore"):
                     mine &= warped | ~((draw < lo) | (draw > hi))  # NaN depth: kept
         # the area to expect: the warped mask less what nearer tracks cover (occluded now)
