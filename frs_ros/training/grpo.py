@@ -298,7 +298,15 @@ def train_grpo(
         gen_tokens: list[int] = []
         n_flat = 0
         n_skipped = 0
-        for _ in range(cfg.prompts_per_step):
+        n_informative = 0
+        n_drawn = 0
+        # Dynamic sampling (DAPO, Yu et al. 2025): draw prompts until prompts_per_step of them
+        # gave a group with unequal rewards, or max_prompt_draws were drawn. With an SFT student
+        # at ~100 % on its training prompts most groups are flat (A = 0); v7's 10 steps trained
+        # on 0-12 sequences a step (out/train/grpo_v7.log), so the update was mostly noise.
+        max_draws = max(cfg.prompts_per_step, cfg.max_prompt_draws or cfg.prompts_per_step)
+        while n_informative < cfg.prompts_per_step and n_drawn < max_draws:
+            n_drawn += 1
             if cursor >= len(order):
                 rng.shuffle(order)
                 cursor = 0
@@ -319,6 +327,7 @@ def train_grpo(
             if np.allclose(adv, 0.0):
                 n_flat += 1
                 continue
+            n_informative += 1
             for o, r, a in zip(outs, rewards, adv):
                 p_ids, c_ids, c_mask = tokenize_sample(tokenizer, rec, o.text)
                 if not any(c_mask):
@@ -379,6 +388,7 @@ def train_grpo(
             "reasoning": _mean([r.reasoning for r in all_rewards]),
             "iou": _mean([r.iou for r in all_rewards]),
             "gen_tokens": float(np.mean(gen_tokens)) if gen_tokens else 0.0,
+            "prompts_drawn": n_drawn,
             "flat_groups": n_flat,
             "skipped_prompts": n_skipped,
             "trained_seqs": len(samples),
