@@ -243,11 +243,10 @@ def main(argv=None) -> int:
         if a.reasoner == "oracle":
             rc = ReasonerConfig(backend="oracle")
         else:  # the shipped default: config/frs.yaml's reasoner section (lean-int8 SmolLM2 student)
-            from frs_ros.wire.params import ReasonerParams, load_params_file, resolve_model_path, resolve_values
+            from frs_ros.wire.params import ReasonerParams, load_params_file, resolve_reasoner_paths, resolve_values
 
             rv = load_params_file(str(ROOT / "config" / "frs.yaml"))["reasoner_node"]
-            rc = ReasonerParams.from_values(resolve_values("reasoner_node", rv)).reasoner
-            rc = dataclasses.replace(rc, model=resolve_model_path(rc.model))
+            rc = resolve_reasoner_paths(ReasonerParams.from_values(resolve_values("reasoner_node", rv)).reasoner)
         engine = ReasonSegEngine(rc)
         queries = ("the object nearest to the camera", "the leftmost object", "the biggest object")
     out = {"machine": {"cpus": os.cpu_count(), "load1": os.getloadavg()[0]}, "sizes": {}, "speed_rows": [], "ab": []}

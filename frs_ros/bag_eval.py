@@ -36,7 +36,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -244,7 +243,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     from frs_ros.wire.params import (DigitalTwinParams, ParamError, ReasonerParams, load_params_file,
-                                      resolve_model_path, resolve_values)
+                                      resolve_reasoner_paths, resolve_values)
 
     opts = make_parser().parse_args(argv)
     try:
@@ -260,7 +259,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 rv[key] = val
         twin_cfg = DigitalTwinParams.from_values(resolve_values("digital_twin_node", tv)).twin
         rcfg = ReasonerParams.from_values(resolve_values("reasoner_node", rv)).reasoner
-        rcfg = replace(rcfg, model=resolve_model_path(rcfg.model))
+        rcfg = resolve_reasoner_paths(rcfg)
         topics = {"color": opts.color_topic, "depth": opts.depth_topic, "info": opts.camera_info_topic}
         if opts.dataset == "json":
             annotations = _load_annotations(Path(opts.annotations))

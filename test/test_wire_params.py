@@ -127,6 +127,19 @@ def test_resolve_model_path_keeps_hub_ids():
     assert P.resolve_model_path("") == ""
 
 
+def test_resolve_reasoner_paths_finds_the_shipped_adapter_from_any_cwd(tmp_path, monkeypatch):
+    from frs_ros.reasoning.config import ReasonerConfig
+
+    monkeypatch.chdir(tmp_path)  # not the source tree: models/ is found in the share dirs
+    cfg = P.resolve_reasoner_paths(ReasonerConfig(backend="hf", model="smollm2-135m", adapter="models/smollm2_student"))
+    assert cfg.model == "smollm2-135m"  # a built-in name stays a name
+    assert os.path.isfile(os.path.join(cfg.adapter, "adapter_config.json"))
+    with pytest.raises(FileNotFoundError, match="no adapter directory 'models/nope'"):
+        P.resolve_reasoner_paths(ReasonerConfig(backend="hf", model="smollm2-135m", adapter="models/nope"))
+    # the oracle needs no files
+    assert P.resolve_reasoner_paths(ReasonerConfig(backend="oracle", adapter="models/nope")).adapter == "models/nope"
+
+
 @pytest.mark.ros
 def test_declared_parameters_on_real_nodes(ros_context):
     import rclpy

@@ -24,7 +24,6 @@ so bursts of goals or cancels all get a response.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import Any, Optional
@@ -44,7 +43,7 @@ from frs_ros.reasoning.outcome import Outcome, action_outcome, cancel_reason
 from frs_ros.wire.goals import FeedbackThrottle, GoalArbiter, TrackingSession, check_goal_query, goal_budget_s, wait_for_twin
 from frs_ros.nodes.inputs import FrameTopics, SimGroundTruthTopics
 from frs_ros.nodes.params import declare_node_params, read_node_params
-from frs_ros.wire.params import ReasonerParams, resolve_model_path, share_dirs
+from frs_ros.wire.params import ReasonerParams, resolve_model_path, resolve_reasoner_paths
 from frs_ros.sim.types import QueryBook
 from frs_ros.wire.sync import StampStore, TwinBuffer, TwinSnapshot
 
@@ -152,17 +151,9 @@ class ReasonerNode(LifecycleNode):
         self.engine = self._given_engine
         if self.engine is None:
             try:
-                from dataclasses import replace
-
                 from frs_ros.reasoning.api import ReasonSegEngine, build_reasoner
 
-                model = resolve_model_path(p.reasoner.model)
-                adapter = resolve_model_path(p.reasoner.adapter)
-                for what, given, path in (("model", p.reasoner.model, model), ("adapter", p.reasoner.adapter, adapter)):
-                    if p.reasoner.backend == "hf" and path.startswith(("models/", "./", "../", "/")) and not os.path.isdir(path):
-                        raise FileNotFoundError(f"there is no {what} directory '{given}' (looked in the working "
-                                                f"directory and in {share_dirs()})")
-                config = replace(p.reasoner, model=model, adapter=adapter)
+                config = resolve_reasoner_paths(p.reasoner)
                 self.engine = ReasonSegEngine(config, reasoner=build_reasoner(config, truth=self.query_book))
             except Exception as exc:  # noqa: BLE001 - ReasonerLoadError and friends
                 self.health.set_state(

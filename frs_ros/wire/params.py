@@ -310,6 +310,22 @@ def resolve_model_path(model: str) -> str:
     return model
 
 
+def resolve_reasoner_paths(cfg: ReasonerConfig) -> ReasonerConfig:
+    """``cfg`` with ``model`` and ``adapter`` resolved like :func:`resolve_model_path` (the shipped
+    ``models/smollm2_student`` is found from any working directory once the package is installed).
+
+    Raises ``FileNotFoundError`` (naming the places looked in) when the ``hf`` backend is given a
+    local-looking path (``models/...``, ``./``, ``../``, absolute) that is not a directory."""
+    import os
+
+    model, adapter = resolve_model_path(cfg.model), resolve_model_path(cfg.adapter)
+    for what, given, path in (("model", cfg.model, model), ("adapter", cfg.adapter, adapter)):
+        if cfg.backend == "hf" and path.startswith(("models/", "./", "../", "/")) and not os.path.isdir(path):
+            raise FileNotFoundError(f"there is no {what} directory '{given}' (looked in the working "
+                                    f"directory and in {share_dirs()})")
+    return dataclasses.replace(cfg, model=model, adapter=adapter)
+
+
 def coerce(spec: ParamSpec, value: Any) -> Any:
     """Check/convert one value against its spec (int -> float allowed; YAML lists -> lists).
 
