@@ -11,7 +11,8 @@ In one process the nodes hand data over directly (no serialisation): the camera 
 (``QueryBook``). Every topic is still published (RViz, bags, other processes).
 
     ros2 run frs_ros frs_bringup --use-sim-camera true
-    ros2 run frs_ros frs_bringup --color-topic /camera/color/image_raw --segmenter sam2 --labeler owlv2
+    ros2 run frs_ros frs_bringup --use-sim-camera false --color-topic /camera/color/image_raw \
+        --params-file $(ros2 pkg prefix frs_ros)/share/frs_ros/config/frs_robot.yaml   # real models
 """
 
 from __future__ import annotations

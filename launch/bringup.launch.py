@@ -2,8 +2,9 @@
 
     ros2 launch frs_ros bringup.launch.py                        # simulated camera, oracle-free defaults
     ros2 launch frs_ros bringup.launch.py use_sim_camera:=false \\
+        params_file:=$(ros2 pkg prefix frs_ros)/share/frs_ros/config/frs_robot.yaml \\
         color_topic:=/camera/color/image_raw depth_topic:=/camera/aligned_depth_to_color/image_raw \\
-        camera_info_topic:=/camera/color/camera_info segmenter:=sam2 labeler:=owlv2
+        camera_info_topic:=/camera/color/camera_info     # real camera, SAM-2 + OWLv2 (config/frs_robot.yaml)
 
 Every node reads the same parameters file (``params_file``, default share/frs_ros/config/frs.yaml);
 the arguments (frs_ros/wire/launch_args.py) override single parameters when non-empty. Where ``launch`` is not installed,

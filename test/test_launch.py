@@ -63,7 +63,7 @@ def test_launch_arguments_match_bringup_cli():
     names = [a.name for a in LAUNCH_ARGUMENTS]
     assert len(names) == len(set(names))
     required = {"color_topic", "depth_topic", "camera_info_topic", "use_sim_camera", "params_file", "namespace",
-                "segmenter", "labeler", "reasoner_model"}
+                "segmenter", "labeler", "propagator", "keyframes", "reasoner_model"}
     assert required <= set(names)
     cli = {a.dest for a in bringup.make_parser()._actions if a.dest != "help"}
     assert cli == set(names)

@@ -122,6 +122,19 @@ def test_int_for_float_is_accepted():
     assert P.resolve_values("sim_camera_node", {"rate_hz": 5})["rate_hz"] == 5.0
 
 
+def test_robot_params_file_is_valid_and_sets_the_two_tier_twin():
+    """config/frs_robot.yaml (the real-camera recipe in docs/ros.md) loads through the same checks as
+    frs.yaml and gives the flow propagator with background SAM-2 + OWLv2 keyframes."""
+    loaded = P.load_params_file(os.path.join(ROOT, "config", "frs_robot.yaml"))
+    twin = P.DigitalTwinParams.from_values(P.resolve_values("digital_twin_node", loaded["digital_twin_node"])).twin
+    assert (twin.segmenter, twin.labeler, twin.propagator, twin.keyframes) == ("sam2", "owlv2", "flow", "background")
+    assert twin.keyframe_events and twin.discover
+    # only the twin differs from the defaults
+    assert all(not loaded[n] for n in P.NODE_NAMES if n != "digital_twin_node")
+    for node in P.NODE_NAMES:
+        P.resolve_values(node, loaded[node])
+
+
 def test_resolve_model_path_keeps_hub_ids():
     assert P.resolve_model_path("Qwen/Qwen3-0.6B") == "Qwen/Qwen3-0.6B"
     assert P.resolve_model_path("") == ""

@@ -58,6 +58,8 @@ LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("namespace", about="namespace of every node and topic"),
     LaunchArgument("segmenter", sets=(("digital_twin_node", "twin.segmenter"),)),
     LaunchArgument("labeler", sets=(("digital_twin_node", "twin.labeler"),)),
+    LaunchArgument("propagator", sets=(("digital_twin_node", "twin.propagator"),)),
+    LaunchArgument("keyframes", sets=(("digital_twin_node", "twin.keyframes"),)),
     LaunchArgument("reasoner_model", sets=(("reasoner_node", "reasoner.model"),)),
 )
 
