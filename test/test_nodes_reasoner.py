@@ -111,10 +111,9 @@ def test_cancel_sent_at_acceptance_is_honoured(rig):
         fut = rig.probe.call(send)
         _wait(lambda: fut.done() and cancels and cancels[0].done(), WAIT_S, "the goal and cancel responses")
         handle = fut.result()
-        rf = rig.probe.results([handle])[0]
-        _wait(rf.done, WAIT_S, "the result")
+        res = rig.probe.result_of(handle)
         was_canceling = len(cancels[0].result().goals_canceling) == 1
-        outcomes.append((was_canceling, rf.result().status, rf.result().result.status))
+        outcomes.append((was_canceling, res.status, res.result.status))
     accepted_cancels = [o for o in outcomes if o[0]]
     assert accepted_cancels, outcomes
     assert all(status == GoalStatus.STATUS_CANCELED and result == "cancelled" for _, status, result in accepted_cancels), outcomes
