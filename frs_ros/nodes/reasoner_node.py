@@ -237,13 +237,28 @@ class ReasonerNode(LifecycleNode):
     # ------------------------------------------------------------------ cross-process twin
     def _twin_cb(self, msg) -> None:
         twin = cv.twin_from_msg(msg)
-        frame = self._frames.get(twin.stamp_ns)
+        self.twin_buffer.put(TwinSnapshot(twin=twin, frame=self._frame_of(twin.stamp_ns), tracker=None))
+
+    def _frame_of(self, stamp_ns: int):
+        """Cross-process: the camera frame of a twin's stamp, with the simulator's ground truth
+        attached once it has come (the oracle needs it); None while the frame has not come. The three
+        arrive on separate topics in any order, so a goal looks again (``_complete``)."""
+        frame = self._frames.get(stamp_ns)
         if frame is not None and frame.gt is None:
-            item = self._gt.get(twin.stamp_ns)
+            item = self._gt.get(stamp_ns)
             if item is not None:
                 frame.gt = item[1]
                 frame.extras.update(item[2])
-        self.twin_buffer.put(TwinSnapshot(twin=twin, frame=frame, tracker=None))
+        return frame
+
+    def _complete(self, snap: TwinSnapshot) -> TwinSnapshot:
+        """``snap`` with its frame and ground truth looked up again when they were missing as the twin
+        came (a twin that overtook its frame or the sim's ground truth: the oracle then failed
+        'needs ... a frame with ground truth' in one jazzy launch test)."""
+        if snap.tracker is not None or not hasattr(self, "_frames") or (snap.frame is not None and snap.frame.gt is not None):
+            return snap
+        frame = self._frame_of(snap.twin.stamp_ns)
+        return snap if frame is None else TwinSnapshot(twin=snap.twin, frame=frame, tracker=None)
 
     # ------------------------------------------------------------------ action callbacks
     def _goal_cb(self, _goal_request) -> GoalResponse:
@@ -348,7 +363,7 @@ class ReasonerNode(LifecycleNode):
                 return finish(Outcome.CANCELLED, cancel_reason(active.preempted))
             if waited.status is not Outcome.OK:
                 return finish(waited.status, waited.error)
-            snap = waited.snapshot
+            snap = self._complete(waited.snapshot)
 
             # --- answer, with the time budget enforced through the cancel event (budget <= MAX_GOAL_TIMEOUT_S)
             timed_out = threading.Event()
