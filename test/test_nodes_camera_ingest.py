@@ -139,3 +139,30 @@ def test_stall_warning_says_what_was_dropped(camera):
         camera.spin(0.1)
     stalls = [m for m in said if m.startswith("no synchronised frame")]
     assert stalls and "older than the last accepted set" in stalls[-1] and "clock_jump_s" in stalls[-1], said
+
+
+def test_guard_counts_a_shutdown_race_without_a_warning(ros_context, unique_name):
+    """A callback that meets a destroyed entity (Ctrl-C while a message is in flight) is counted as
+    '<kind>:shutdown' and logged at debug level only; any other exception is still a warning."""
+    import rclpy
+    from rclpy.exceptions import InvalidHandle
+
+    from frs_ros.nodes.common import NodeHealth
+
+    node = rclpy.create_node(unique_name, context=ros_context)
+    try:
+        health = NodeHealth(node)
+        logged = []
+        health.problem = lambda kind, message, level="warning": logged.append((kind, level))
+
+        def destroyed(_msg):
+            raise InvalidHandle("cannot use Destroyable because destruction was requested")
+
+        def broken(_msg):
+            raise ValueError("bad message")
+
+        assert health.guard("color_msg")(destroyed)(None) is None
+        assert health.guard("color_msg")(broken)(None) is None
+        assert logged == [("color_msg:shutdown", "debug"), ("color_msg:ValueError", "warning")]
+    finally:
+        node.destroy_node()
