@@ -162,13 +162,18 @@ def _wall_step_m(depth):
     return REFINE_DEPTH_STEP_M + REFINE_DEPTH_STEP_REL * depth
 
 
+def _valid_depth(depth: np.ndarray) -> np.ndarray:
+    """``depth`` [m] as float32 with NaN where it is invalid (NaN or <= 0)."""
+    return np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float32)
+
+
 def _depth_filled(depth: np.ndarray) -> np.ndarray:
     """``depth`` as float32 with NaN where invalid (NaN / <= 0), except that an invalid pixel next
     to valid ones takes the FARTHEST valid depth of its 3x3 neighbourhood. Depth images (the sim's,
     and real sensors' after flying-pixel removal) leave invalid pixels along silhouettes, on the far
     side: without the fill a one-pixel NaN seam hides the step from ``_depth_walls`` and the flood
     leaks through it (a bottle's neck flooding the wall 0.5 m behind it)."""
-    d = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float32)
+    d = _valid_depth(depth)
     bad = np.isnan(d)
     if bad.any():
         far = cv2.dilate(np.where(bad, -np.inf, d).astype(np.float32), np.ones((3, 3), np.uint8))
@@ -209,7 +214,7 @@ def _resolve_lines(markers: np.ndarray, rgb: np.ndarray, depth: Optional[np.ndar
     if depth is not None:
         # raw depth here, not ``_depth_filled``: a line pixel on a NaN seam joins by colour (filling
         # the seam with the far depth here too lost 2.5 J on the sim val episodes)
-        d = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float32)
+        d = _valid_depth(depth)
         dp = d[ys, xs]
         thr = _wall_step_m(np.nan_to_num(dp, nan=0.0))
     best = np.full(ys.size, np.iinfo(np.int32).max, np.int32)
@@ -226,12 +231,12 @@ def _resolve_lines(markers: np.ndarray, rgb: np.ndarray, depth: Optional[np.ndar
     markers[ys, xs] = lab
 
 
-def _median_depth(depth: Optional[np.ndarray], mask: np.ndarray) -> float:
+def _mask_depths(depth: Optional[np.ndarray], mask: np.ndarray) -> np.ndarray:
+    """The valid depths [m] under ``mask`` (empty without depth)."""
     if depth is None:
-        return 0.0
+        return np.zeros(0, np.float32)
     v = depth[mask]
-    v = v[np.isfinite(v) & (v > 0)]
-    return float(np.median(v)) if v.size else 0.0
+    return v[np.isfinite(v) & (v > 0)]
 
 
 def refine_masks(masks: dict[int, np.ndarray], rgb: np.ndarray,
@@ -267,7 +272,8 @@ def refine_masks(masks: dict[int, np.ndarray], rgb: np.ndarray,
     # farther first: a nearer track clears farther cores from all of its warped mask (it is in front
     # there), then the watershed decides that overlap by the image's edges
     draw = depth[y0:y1, x0:x1] if depth is not None else None
-    order = sorted(ids, key=lambda t: -_median_depth(draw, crop[t] > 0))
+    zs = {t: _mask_depths(draw, crop[t] > 0) for t in ids}  # each warped mask's valid depths [m]
+    order = sorted(ids, key=lambda t: -(float(np.median(zs[t])) if zs[t].size else 0.0))
     for i, t in enumerate(order):
         markers[(crop[t] > 0) & (markers > 1)] = 0
         dist = cv2.distanceTransform(crop[t], cv2.DIST_L2, 3)
@@ -293,10 +299,8 @@ def refine_masks(masks: dict[int, np.ndarray], rgb: np.ndarray,
             # a pixel the flood added must lie within the warped mask's depth range (2nd-98th
             # percentile) widened by one wall step: no smooth slope away from the object
             warped = crop[t] > 0
-            dv = draw[warped]
-            dv = dv[np.isfinite(dv) & (dv > 0)]
-            if dv.size >= 10:
-                lo, hi = np.percentile(dv, [2, 98])
+            if zs[t].size >= 10:
+                lo, hi = np.percentile(zs[t], [2, 98])
                 lo -= _wall_step_m(lo)
                 hi += _wall_step_m(hi)
                 with np.errstate(invalid="ignore"):
