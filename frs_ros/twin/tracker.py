@@ -63,6 +63,9 @@ _EVENT_DEPTH_M = 0.15
 #: discover: at most this many provisional tracks at a time, visible or lost (the largest blobs
 #: first); each costs the per-frame path a mask, and until a keyframe lands nothing else bounds them
 _DISCOVER_MAX = 8
+#: discover: how far [px, for a 320 px image side] a blob that touches no track may reach across the
+#: same surface to join one (``Tracker._reach``)
+_REACH_PX = 16
 
 
 def _z_of(o: TwinObject) -> float:
@@ -94,6 +97,25 @@ def _best_overlap(mask: np.ndarray, observed: dict) -> tuple[Optional[int], floa
         if iou > best_iou:
             best, best_iou = tid, iou
     return best, best_iou
+
+
+def _touching(ring: np.ndarray, z: float, d: np.ndarray, observed: dict[int, np.ndarray],
+              z_of: dict[int, float], min_area: int = 0) -> Optional[int]:
+    """The track whose mask touches ``ring`` (H, W) bool most among those at depth ``z`` [m] (median
+    of the mask's valid depths in ``d`` within ``_EVENT_DEPTH_M``; cached in ``z_of``) with at
+    least ``min_area`` px, or None."""
+    best, touch = None, 0
+    for tid, m in observed.items():
+        c = int(np.count_nonzero(m & ring))
+        if c <= touch or int(np.count_nonzero(m)) < min_area:
+            continue
+        if tid not in z_of:
+            v = d[m]
+            v = v[np.isfinite(v)]
+            z_of[tid] = float(np.median(v)) if v.size else math.nan
+        if abs(z_of[tid] - z) <= _EVENT_DEPTH_M:
+            best, touch = tid, c
+    return best
 
 
 def _union(masks, shape: Optional[tuple[int, int]] = None) -> Optional[np.ndarray]:
@@ -564,22 +586,45 @@ class Tracker:
                 continue
             z = float(np.nanmedian(d[blob]))
             ring = cv2.dilate(blob.astype(np.uint8), ring_k).astype(bool) & ~blob
-            best, touch = None, 0
-            for tid, m in observed.items():
-                c = int(np.count_nonzero(m & ring))
-                if c <= touch:
-                    continue
-                if tid not in z_of:
-                    v = d[m]
-                    v = v[np.isfinite(v)]
-                    z_of[tid] = float(np.median(v)) if v.size else math.nan
-                if abs(z_of[tid] - z) <= _EVENT_DEPTH_M:
-                    best, touch = tid, c
+            best = _touching(ring, z, d, observed, z_of)
+            if best is None:
+                best = self._reach(blob, z, d, observed, z_of)
             if best is None:
                 found.append(blob)
             else:
                 grown[best] = grown[best] | blob if best in grown else blob
         return grown, found
+
+    def _reach(self, blob: np.ndarray, z: float, d: np.ndarray, observed: dict[int, np.ndarray],
+               z_of: dict[int, float]) -> Optional[int]:
+        """The track a ``discover`` blob that touches none joins across an occluder, or None.
+
+        An object moving faster than the flow follows leaves its mask behind, and its leading edge
+        comes nearer apart from it; behind a thin occluder (a pole, a frame) that edge comes out on
+        the occluder's far side. So the blob reaches up to ``_REACH_PX`` px (for a 320 px image
+        side) across pixels in front of it (nearer than ``z`` [m] by more than ``_EVENT_DEPTH_M``,
+        or without depth: the occluder and its invalid seam), never across visible background or
+        the same surface; the first track at its depth it reaches (then by most contact) takes it,
+        unless that track's mask is smaller than the blob (an edge is the smaller part of an
+        object; a new object beside a track's sliver is not that track)."""
+        import cv2
+
+        steps = max(1, int(round(_REACH_PX * max(d.shape) / 320.0)))
+        with np.errstate(invalid="ignore"):
+            passable = (d < z - _EVENT_DEPTH_M) | ~np.isfinite(d)  # in front of the blob: an occluder
+        k = np.ones((3, 3), np.uint8)
+        area = int(np.count_nonzero(blob))
+        region = blob.copy()
+        for _ in range(steps):
+            ring = cv2.dilate(region.astype(np.uint8), k).astype(bool) & ~region
+            best = _touching(ring, z, d, observed, z_of, min_area=area)
+            if best is not None:
+                return best
+            nxt = region | (ring & passable)
+            if np.array_equal(nxt, region):
+                break
+            region = nxt
+        return None
 
     def _filter(self, masks: list[np.ndarray]) -> list[np.ndarray]:
         return [np.asarray(m, bool) for m in masks if int(np.count_nonzero(m)) >= self.config.min_mask_area_px]
