@@ -26,6 +26,7 @@ from torch import nn
 
 __all__ = [
     "BandwidthResult",
+    "ReadProbe",
     "measure_memory_bandwidth",
     "decode_bytes_per_token",
     "decode_floor_s",
@@ -104,6 +105,26 @@ def measure_memory_bandwidth(nbytes: int = 512 * 2**20, repeats: int = 5) -> Ban
     read_bps = max(v for k, v in probes.items() if k != "torch_copy_rw")
     return BandwidthResult(read_bps=read_bps, copy_bps=copy_bps, probes=probes, nbytes=int(nbytes),
                            threads=torch.get_num_threads())
+
+
+class ReadProbe:
+    """A quick streaming-read bandwidth probe to run *next to* a timing, on a shared machine whose
+    bandwidth drifts (measured here: 35 and 56 GB/s from the same probe four minutes apart).
+
+    nbytes [bytes]: the array, allocated once (default 256 MiB, 8x this machine's 32 MiB L3).
+    ``read_bps(repeats)`` [bytes/s]: best of ``repeats`` torch float32 sums and dots over it, the
+    two all-thread read probes of :func:`measure_memory_bandwidth` (~30 ms at 35 GB/s).
+    """
+
+    def __init__(self, nbytes: int = 256 * 2**20) -> None:
+        if nbytes < 2**20:
+            raise ValueError(f"nbytes={nbytes} is too small to measure DRAM bandwidth (use >= 64 MiB)")
+        self.nbytes = int(nbytes)
+        self._a = torch.rand(self.nbytes // 4, dtype=torch.float32)
+
+    def read_bps(self, repeats: int = 3) -> float:
+        a = self._a
+        return self.nbytes / min(_best_time(lambda: a.sum(), repeats), _best_time(lambda: torch.dot(a, a), repeats))
 
 
 def decode_bytes_per_token(

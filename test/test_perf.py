@@ -44,6 +44,17 @@ def test_bandwidth_probe_returns_positive_rates():
     assert bw.read_bps == max(v for k, v in bw.probes.items() if k != "torch_copy_rw")
 
 
+def test_read_probe_measures_the_same_reads_as_the_full_probe():
+    probe = perf.ReadProbe(nbytes=16 * 2**20)
+    a, b = probe.read_bps(repeats=1), probe.read_bps(repeats=2)
+    assert a > 0 and b > 0
+    # the same array each call (allocated once), the same rate within this machine's drift
+    full = perf.measure_memory_bandwidth(nbytes=16 * 2**20, repeats=2)
+    assert 0.1 < max(a, b) / full.read_bps < 10
+    with pytest.raises(ValueError, match="too small"):
+        perf.ReadProbe(nbytes=2**16)
+
+
 def test_parameter_count_of_real_qwen3_configs():
     # Qwen/Qwen3-0.6B: 596,049,920 parameters (tied head); per-layer count from 1- and 2-layer
     # models on the meta device (no memory), extrapolated to the real 28 layers
