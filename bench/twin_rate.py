@@ -2,6 +2,7 @@
 keyframes run in the background, and query latency with and without a keyframe in flight.
 
     python bench/twin_rate.py --sizes 320x240,640x480 --seconds 20 --md bench/results/twin_rate.md
+    python bench/twin_rate.py --depth-only --sizes 320x240,640x480 --seconds 20   # colour-only camera
 
 A simulated camera produces sim val frames at ``--fps``; the twin loop takes the newest frame
 when it is free (latest frame wins, as digital_twin_node does), so "twin age at publish" is
@@ -95,7 +96,7 @@ def run_twin(frames, backends, cfg, seconds: float, fps: float, engine=None, que
 
     tr = Tracker(cfg, backends=backends)
     cam = Camera(frames, fps)
-    upd, age, upd_kf, latencies, lags = [], [], [], [], []
+    upd, age, upd_kf, latencies, lags, depth_lag = [], [], [], [], [], []
     q_with, q_without = [], []
     stop = threading.Event()
     latest = {}
@@ -134,6 +135,8 @@ def run_twin(frames, backends, cfg, seconds: float, fps: float, engine=None, que
         age.append(time.monotonic() - cap)
         n += 1
         st = tr.keyframe_status()
+        if st.get("depth_ns"):  # depth_runs: background: how old the depth under this twin is
+            depth_lag.append(1e3 * (f.stamp_ns - st["depth_ns"]) / 1e9)
         if st["keyframe_ns"] != last_key and not math.isnan(st["latency_s"]):
             last_key = st["keyframe_ns"]
             latencies.append(st["latency_s"])
@@ -149,7 +152,9 @@ def run_twin(frames, backends, cfg, seconds: float, fps: float, engine=None, que
         "update_in_flight_n": len(upd_kf), "age_ms_p50": 1e3 * pct(age, 50), "age_ms_p95": 1e3 * pct(age, 95),
         "keyframe_latency_s": latencies, "keyframe_lag_frames": lags, "in_flight_s_at_end": latest["in_flight_s"],
         "query_s_with": q_with, "query_s_without": q_without, "keyframes": tr.stats["keyframes"],
-        "submitted": tr.stats["keyframes_submitted"],
+        "submitted": tr.stats["keyframes_submitted"], "depth_calls": tr.stats["depth_calls"],
+        "depth_lag_ms_p50": pct(depth_lag, 50), "depth_lag_ms_p95": pct(depth_lag, 95),
+        "depth_frames": len(depth_lag),
     }
 
 
@@ -203,6 +208,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=1, help="A/B rounds per size (A: no keyframe thread, B: keyframes)")
     ap.add_argument("--cheap-only", action="store_true",
                     help="only the per-frame path's CPU time per update (sim keyframe once, then flow), all sizes")
+    ap.add_argument("--depth-only", action="store_true",
+                    help="only depth from colour: a colour-only camera, DepthAnything V2 (real size, random weights) "
+                         "inline in update vs on the background depth worker (depth_runs), sim keyframes, flow")
     ap.add_argument("--json", default="")
     ap.add_argument("--md", default="")
     a = ap.parse_args(argv)
@@ -232,6 +240,8 @@ def main(argv=None) -> int:
         return 0
     torch.set_num_threads(a.threads)
     root = Path(a.model_dir)
+    if a.depth_only:
+        return depth_rows(a, root)
     paths = {k: save_vision_model(k, root, quick=a.quick)[0] for k in ("sam2", "owlv2")}
     base = dict(segmenter="sam2", labeler="owlv2", sam2_model=str(paths["sam2"]), owlv2_model=str(paths["owlv2"]),
                 propagator="flow", keyframes="background", num_threads=a.threads, keyframe_interval=10)
@@ -295,6 +305,35 @@ def main(argv=None) -> int:
     print(md)
     if a.md:
         Path(a.md).write_text(md)
+    return 0
+
+
+def depth_rows(a, root: Path) -> int:
+    """``--depth-only``: the per-frame path of a colour-only camera with DepthAnything V2 inline in
+    ``update`` and on the background depth worker, each for ``--seconds`` of camera time per size."""
+    from models import save_vision_model
+
+    from frs_ros.sim import SimConfig, generate_episode
+    from frs_ros.twin.backends import build_twin_backends
+    from frs_ros.twin.config import TwinConfig
+
+    dpath = save_vision_model("depth", root, quick=a.quick)[0]
+    print("| size | depth_runs | twins | tracking FPS | update p50 / p95 [ms] | twin age p50 / p95 [ms] | "
+          "depth estimates | depth lag behind the twin p50 / p95 [ms] |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for size in [x for x in a.sizes.split(",") if x]:
+        w, h = (int(x) for x in size.split("x"))
+        frames = [dataclasses.replace(f, depth=None) for f in  # a colour-only camera
+                  generate_episode(10_000, split="val", n_frames=30, config=SimConfig(width=w, height=h)).frames]
+        for runs in ("inline", "background"):
+            cfg = TwinConfig(propagator="flow", depth="depth_anything_v2", depth_model=str(dpath), depth_runs=runs,
+                             num_threads=a.threads)
+            r = run_twin(frames, build_twin_backends(cfg), cfg, a.seconds, a.fps)
+            lag = (f"{r['depth_lag_ms_p50']:.0f} / {r['depth_lag_ms_p95']:.0f}" if r["depth_frames"]
+                   else "0 (each frame's own)")
+            print(f"| {size} | {runs} | {r['n']} | {r['fps']:.1f} | {r['update_ms_p50']:.1f} / {r['update_ms_p95']:.1f} | "
+                  f"{r['age_ms_p50']:.0f} / {r['age_ms_p95']:.0f} | {r['depth_calls']} | {lag} |", flush=True)
+    print(f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; torch threads {a.threads})")
     return 0
 
 

@@ -177,6 +177,27 @@ def test_depth_anything_only_without_depth_image_and_honest_units(tiny_models):
     assert kind == "metric" and d.shape == (48, 64) and d.dtype == np.float32
 
 
+def test_depth_anything_in_the_background_lands_on_a_later_frame(tiny_models):
+    # the real (tiny) model on the depth worker: update never runs it, a later frame carries its estimate
+    cfg = _model_config(tiny_models, depth="depth_anything_v2", depth_model=tiny_models["da_rel"],
+                        propagator="flow", depth_runs="background")
+    tr = Tracker(cfg)
+    try:
+        frames = _frames(4, with_depth=False)[1:]  # stamps from DT (0 means no depth yet)
+        first = tr.update(frames[0])
+        assert first.depth_source == "none" and tr.stats["depth_calls"] == 0
+        assert tr.wait_depth(30.0)
+        twin = tr.update(frames[1])
+        assert twin.depth_source == "depth_anything_v2_relative" and tr.stats["depth_calls"] == 1
+        st = tr.keyframe_status()
+        assert st["depth_ns"] == frames[0].stamp_ns > 0 and st["depth_lag_frames"] == 1 and st["depth_latency_s"] > 0
+        for o in twin.objects:
+            if o.visible:
+                assert o.depth.source == "depth_anything_v2_relative" and np.all(np.isnan(o.centroid_m))
+    finally:
+        tr.close()
+
+
 def test_sensor_only_config_reports_missing_depth():
     tr = Tracker(TwinConfig())
     twin = tr.update(_frames(1, with_depth=False)[0])

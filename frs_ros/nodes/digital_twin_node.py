@@ -279,10 +279,13 @@ class DigitalTwinNode(LifecycleNode):
         now_ns = self.get_clock().now().nanoseconds
         k = self.tracker.keyframe_status()
         lag = (twin.stamp_ns - twin.keyframe_ns) / 1e9 if twin.keyframe_ns else None
-        return {"twin_age_s": round((now_ns - twin.stamp_ns) / 1e9, 4),
-                "keyframe_lag_s": None if lag is None else round(lag, 4),
-                "keyframe_in_flight_s": round(k["in_flight_s"], 3) if k["in_flight"] else None,
-                "keyframe_latency_s": None if k["latency_s"] != k["latency_s"] else round(k["latency_s"], 3)}
+        out = {"twin_age_s": round((now_ns - twin.stamp_ns) / 1e9, 4),
+               "keyframe_lag_s": None if lag is None else round(lag, 4),
+               "keyframe_in_flight_s": round(k["in_flight_s"], 3) if k["in_flight"] else None,
+               "keyframe_latency_s": None if k["latency_s"] != k["latency_s"] else round(k["latency_s"], 3)}
+        if "depth_ns" in k:  # depth_runs: background: how old the depth under this twin is [s]
+            out["depth_lag_s"] = round((twin.stamp_ns - k["depth_ns"]) / 1e9, 4) if k["depth_ns"] else None
+        return out
 
     def destroy_node(self) -> None:
         self._stop_worker()

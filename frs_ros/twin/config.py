@@ -128,6 +128,12 @@ class TwinConfig:
                           "takes as long as the models) | background (a worker thread; update never waits for it, and a "
                           "keyframe's masks are brought forward to the frame it lands on)",
                           choices=("inline", "background"))
+    depth_runs: str = knob("inline", doc="depth: depth_anything_v2 on frames without a depth image: inline (estimated "
+                           "inside update on every such frame; ~1 s on 2 CPU cores at real size) | background (a worker "
+                           "thread estimates the latest frame, one at a time; update carries the last estimate to each "
+                           "new frame by the optical flow and never waits, so the depth facts lag by the model's "
+                           "latency: keyframe_status() depth_ns / depth_lag_frames); needs propagator: flow",
+                           choices=("inline", "background"))
     keyframe_cpu_budget: float = knob(1.0, doc="background keyframes: largest fraction of wall time the worker may spend "
                                       "in the models; after a keyframe of T s the next starts no sooner than "
                                       "T x (1/budget - 1) s after it (1 = back to back)", range=(0.0, 1.0),
@@ -145,6 +151,11 @@ class TwinConfig:
 
     def __post_init__(self) -> None:
         check_knobs(self, "twin", TwinConfigError)
+        if self.depth == "depth_anything_v2" and self.depth_runs == "background" and self.propagator != "flow":
+            raise TwinConfigError(
+                f"twin.depth_runs: background carries the last depth estimate to each frame by optical flow, which "
+                f"only propagator: flow computes (got propagator: {self.propagator}); set twin.propagator: flow, or "
+                f"twin.depth_runs: inline")
 
     @property
     def vocabulary(self) -> tuple[str, ...]:

@@ -7,6 +7,9 @@ has landed. ``DelayedKeyframes`` computes the keyframe at ``submit`` but release
 ``delay_frames`` polls later: the same merge, with a model latency expressed in frames, for
 deterministic evaluation (``frs_ros.twin.report --jf``) and tests.
 
+``BackgroundKeyframes`` also runs depth from colour (``depth_runs: background``): the same one-job
+worker with ``run=depth_run(estimator)``, whose result is a ``DepthResult``.
+
 ROS-free; threads only.
 """
 
@@ -62,23 +65,69 @@ def _run(work: KeyframeWork, frame: Frame, submitted: float) -> KeyframeResult:
                           landed_s=t1, error=err)
 
 
-class BackgroundKeyframes:
-    """One worker thread; one keyframe in flight (``submit`` refuses a second one).
+@dataclass
+class DepthResult:
+    """One finished depth-from-colour estimate (``depth_runs: background``).
 
+    frame: the frame it was estimated on (frame j); depth: ``(H, W)`` float32 [m, or relative
+    units when ``kind`` is "relative"], None when the model failed; kind: the estimator's
+    "metric" / "relative"; model_s / submitted_s / landed_s / error as in ``KeyframeResult``.
+    """
+
+    frame: Frame
+    depth: Optional[np.ndarray]
+    kind: str
+    model_s: float
+    submitted_s: float
+    landed_s: float
+    error: Optional[str] = None
+
+    @property
+    def latency_s(self) -> float:
+        """Submit -> result ready [s] (queueing + model)."""
+        return self.landed_s - self.submitted_s
+
+
+def depth_run(estimator) -> Callable[[Frame, float], DepthResult]:
+    """The job of a depth worker: ``estimator.estimate(frame)`` -> ``(depth, kind)``, timed; an
+    exception becomes ``DepthResult.error`` (the tracker keeps tracking without depth)."""
+
+    def run(frame: Frame, submitted: float) -> DepthResult:
+        t0 = time.monotonic()
+        try:
+            d, kind = estimator.estimate(frame)
+            d, err = np.asarray(d, np.float32), None
+        except Exception as exc:  # noqa: BLE001 - reported through the result
+            d, kind, err = None, "", f"{type(exc).__name__}: {exc}"
+        t1 = time.monotonic()
+        return DepthResult(frame=frame, depth=d, kind=kind, model_s=t1 - t0, submitted_s=submitted, landed_s=t1,
+                           error=err)
+
+    return run
+
+
+class BackgroundKeyframes:
+    """One worker thread; one job in flight (``submit`` refuses a second one).
+
+    work: the keyframe models (``KeyframeWork``; results are ``KeyframeResult``), or ``run``: any
+    job ``(frame, submitted monotonic s) -> result`` (``depth_run``). name: the thread's name.
     nice: niceness added to the worker thread (Linux; ``os.setpriority`` on its thread id) so that
     the per-frame path gets the CPU first; threads the models start from the worker inherit it.
     """
 
-    def __init__(self, work: KeyframeWork, nice: int = 0) -> None:
-        self._work = work
+    def __init__(self, work: Optional[KeyframeWork] = None, nice: int = 0, *,
+                 run: Optional[Callable[[Frame, float], object]] = None, name: str = "frs_twin_keyframes") -> None:
+        if (work is None) == (run is None):
+            raise ValueError("BackgroundKeyframes needs exactly one of work= (keyframe models) or run= (any job)")
+        self._run = run if run is not None else (lambda frame, submitted: _run(work, frame, submitted))
         self._nice = int(nice)
         self._cv = threading.Condition()
         self._job: Optional[tuple[Frame, float]] = None
-        self._done: Optional[KeyframeResult] = None
+        self._done = None  # the finished result (KeyframeResult, or what ``run`` returns)
         self._in_flight: Optional[Frame] = None
         self._in_flight_since = 0.0
         self._closed = False
-        self._thread = threading.Thread(target=self._loop, name="frs_twin_keyframes", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     @property
@@ -103,8 +152,9 @@ class BackgroundKeyframes:
             self._cv.notify_all()
             return True
 
-    def poll(self) -> Optional[KeyframeResult]:
-        """The finished keyframe, once (None while computing or idle). Never waits."""
+    def poll(self):
+        """The finished result (``KeyframeResult`` / ``DepthResult``), once (None while computing or
+        idle). Never waits."""
         with self._cv:
             done, self._done = self._done, None
             return done
@@ -133,7 +183,7 @@ class BackgroundKeyframes:
                 if self._closed:
                     return
                 (frame, submitted), self._job = self._job, None
-            result = _run(self._work, frame, submitted)
+            result = self._run(frame, submitted)
             with self._cv:
                 self._done, self._in_flight = result, None
                 self._cv.notify_all()

@@ -31,7 +31,7 @@ from frs_ros.twin.backends import TwinBackends, build_twin_backends
 from frs_ros.twin.config import TwinConfig
 from frs_ros.twin.ego import apply as ego_apply
 from frs_ros.twin.ego import ransac_rigid
-from frs_ros.twin.keyframes import BackgroundKeyframes
+from frs_ros.twin.keyframes import BackgroundKeyframes, depth_run
 from frs_ros.twin.depth import METRIC_SOURCES, depth_stats, mask_centroid_m, velocity_from_history
 from frs_ros.twin.types import DepthStats, DigitalTwin, TwinObject
 
@@ -180,7 +180,7 @@ class Tracker:
         self._motion_frame = "anchor" if self.config.ego_motion else "camera"
         self._ego_inliers = 0
         self.stats = {"frames": 0, "keyframes": 0, "segment_calls": 0, "label_calls": 0, "depth_calls": 0,
-                      "keyframes_submitted": 0, "keyframe_errors": 0, "event_keyframes": 0,
+                      "depth_errors": 0, "keyframes_submitted": 0, "keyframe_errors": 0, "event_keyframes": 0,
                       "discovered": 0}
         # which frame each fact comes from: stamp of the keyframe that last set each track's mask
         self._mask_ns: dict[int, int] = {}
@@ -198,6 +198,20 @@ class Tracker:
         self._model_s = math.nan
         self._lag_frames = 0
         self.keyframe_error: Optional[str] = None
+        # depth from colour in the background (``depth_runs: background``): the worker, the last
+        # estimate carried to the latest frame, and which frame it was estimated on
+        self._depth_runner = None
+        if (self.config.depth == "depth_anything_v2" and self.config.depth_runs == "background"
+                and self.backends.depth is not None):
+            self._depth_runner = BackgroundKeyframes(run=depth_run(self.backends.depth), nice=self.config.keyframe_nice,
+                                                     name="frs_twin_depth")
+        self._bg_depth: Optional[np.ndarray] = None  # (H, W) of the latest frame
+        self._bg_kind = ""
+        self._depth_ns = 0  # stamp of the frame the carried depth was estimated on (0 = none yet)
+        self._depth_latency_s = math.nan
+        self._depth_lag_frames = 0
+        self._depth_frames = 0  # frames since the estimate in flight was submitted
+        self.depth_error: Optional[str] = None
 
     # ------------------------------------------------------------------ public API
     def latest(self) -> Optional[DigitalTwin]:
@@ -236,11 +250,11 @@ class Tracker:
             t = int(frame.stamp_ns)
             if self._start_ns is None:
                 self._start_ns = t
-            depth, source = self._depth_for(frame)
             seg = self.backends.segmenter
             prop = self.backends.tracks_with
             # every frame, with or without tracks: flow/sam2 compose motion for a keyframe in flight
             moved = prop.propagate(frame)
+            depth, source = self._depth_for(frame)  # after propagate: background depth is carried by its flow
             observed: dict[int, np.ndarray] = {}
             key_ids: set[int] = set()  # tracks whose mask in this frame is a segmentation (keyframe) mask
             new_masks: list[np.ndarray] = []
@@ -404,12 +418,19 @@ class Tracker:
         [s]), ``keyframe_ns`` (stamp of the last merged keyframe, 0 = none), ``latency_s`` /
         ``model_s`` (of the last landed one [s], NaN before) and ``lag_frames`` (frames between
         its keyframe and the frame it was merged into), ``next_in_s`` (how long the CPU budget
-        holds the next keyframe back [s])."""
+        holds the next keyframe back [s]). With ``depth_runs: background`` also ``depth_ns``
+        (stamp of the frame the latest frame's depth was estimated on, 0 = no depth yet),
+        ``depth_latency_s`` (of the last estimate [s]) and ``depth_lag_frames`` (frames between
+        its frame and the frame it landed on)."""
         with self._lock:
             f, age = self._runner.in_flight() if self._runner is not None else (None, 0.0)
-            return {"in_flight": f is not None, "in_flight_s": age, "keyframe_ns": self._keyframe_ns,
-                    "latency_s": self._last_latency_s, "model_s": self._model_s, "lag_frames": self._lag_frames,
-                    "next_in_s": max(0.0, self._next_key_s - time.monotonic())}
+            out = {"in_flight": f is not None, "in_flight_s": age, "keyframe_ns": self._keyframe_ns,
+                   "latency_s": self._last_latency_s, "model_s": self._model_s, "lag_frames": self._lag_frames,
+                   "next_in_s": max(0.0, self._next_key_s - time.monotonic())}
+            if self._depth_runner is not None:
+                out.update(depth_ns=self._depth_ns, depth_latency_s=self._depth_latency_s,
+                           depth_lag_frames=self._depth_lag_frames)
+            return out
 
     def hold_keyframes(self, hold: bool = True) -> None:
         """Background keyframes: while held, no new keyframe starts (the one in flight still lands
@@ -422,10 +443,17 @@ class Tracker:
         benchmarks only: the per-frame path never calls it). True at once for inline keyframes."""
         return self._runner.wait(timeout_s) if self._runner is not None else True
 
+    def wait_depth(self, timeout_s: float) -> bool:
+        """Block until the background depth estimate in flight has finished (tests and benchmarks
+        only, like ``wait_keyframe``). True at once without ``depth_runs: background``."""
+        return self._depth_runner.wait(timeout_s) if self._depth_runner is not None else True
+
     def close(self) -> None:
-        """Stop the background keyframe worker (if any); the tracker can still be read."""
+        """Stop the background keyframe and depth workers (if any); the tracker can still be read."""
         if self._runner is not None:
             self._runner.close()
+        if self._depth_runner is not None:
+            self._depth_runner.close()
 
     def set_attributes(self, track_id: int, attributes: dict) -> None:
         """Merge tool-derived facts into a track (persist across frames)."""
@@ -477,11 +505,43 @@ class Tracker:
     def _depth_for(self, frame: Frame) -> tuple[Optional[np.ndarray], str]:
         if frame.depth is not None:
             return frame.depth, "sensor"
+        if self._depth_runner is not None:
+            return self._background_depth(frame)
         if self.config.depth == "depth_anything_v2" and self.backends.depth is not None:
             self.stats["depth_calls"] += 1
             d, kind = self.backends.depth.estimate(frame)
             return d, f"depth_anything_v2_{kind}"
         return None, "none"
+
+    def _background_depth(self, frame: Frame) -> tuple[Optional[np.ndarray], str]:
+        """``depth_runs: background`` (called after the propagator moved on to ``frame``): the last
+        estimate carried to this frame by its flow, or the estimate that just landed brought forward
+        from its own frame; then the worker, if idle, takes this frame. Never waits for the model."""
+        prop = self.backends.tracks_with
+        runner = self._depth_runner
+        d = prop.carry(self._bg_depth) if self._bg_depth is not None else None
+        self._depth_frames += 1
+        landed = runner.poll()
+        if landed is not None:
+            if landed.error is not None or landed.depth is None:
+                self.depth_error = landed.error  # kept tracking on the carried depth; the next frame is tried
+                self.stats["depth_errors"] += 1
+            else:
+                fwd = prop.bring_forward_image(landed.depth, "depth")
+                if fwd is not None and fwd.shape == frame.shape:
+                    d, self._bg_kind = fwd, landed.kind
+                    self._depth_ns = int(landed.frame.stamp_ns)
+                    self._depth_latency_s = landed.latency_s
+                    self._depth_lag_frames = self._depth_frames
+                    self.stats["depth_calls"] += 1
+        if not runner.busy and runner.submit(frame):
+            prop.mark(frame, key="depth")
+            self._depth_frames = 0
+        self._bg_depth = d
+        if d is None:
+            self._depth_ns = 0
+            return None, "none"
+        return d, f"depth_anything_v2_{self._bg_kind}"
 
     def _scene_event(self, frame: Frame, depth, source: str, observed: dict[int, np.ndarray]) -> bool:
         """``keyframe_events``: has the scene changed in a way the propagator cannot follow?

@@ -318,7 +318,13 @@ def refine_masks(masks: dict[int, np.ndarray], rgb: np.ndarray,
 
 
 class FlowPropagator:
-    """Tracks' masks moved frame to frame by DIS optical flow (see the module docstring)."""
+    """Tracks' masks moved frame to frame by DIS optical flow (see the module docstring).
+
+    Besides masks it carries images: ``carry`` moves an image of the previous frame to the frame
+    just propagated (the background depth of a colour-only camera, ``depth_runs: background``),
+    and ``mark`` / ``bring_forward`` / ``bring_forward_image`` keep one composed flow per ``key``
+    ("keyframe", "depth") while a background job on a marked frame computes.
+    """
 
     name = "flow"
 
@@ -329,9 +335,10 @@ class FlowPropagator:
         self._prev_gray: Optional[np.ndarray] = None
         self._prev_depth: Optional[np.ndarray] = None
         self._prev_stamp: Optional[int] = None
-        # keyframe in flight: pixel of the latest frame -> its coordinates in the marked frame
-        self._chain: Optional[np.ndarray] = None
-        self._chain_reach = 0.0
+        # background jobs in flight, by key: (pixel of the latest frame -> its coordinates in the
+        # marked frame, largest displacement summed [px])
+        self._chains: dict[str, tuple[np.ndarray, float]] = {}
+        self._step: Optional[np.ndarray] = None  # the last frame's own source map (``carry``)
         self._last: Optional[Frame] = None  # the last frame propagated (refines brought-forward masks)
 
     def set_tracks(self, frame: Frame, masks: dict[int, np.ndarray]) -> None:
@@ -343,17 +350,18 @@ class FlowPropagator:
         gray = _gray(frame)
         prev, prev_depth = self._prev_gray, self._prev_depth
         self._prev_gray, self._prev_depth, self._prev_stamp = gray, frame.depth, int(frame.stamp_ns)
+        self._step = None
         if prev is None or prev.shape != gray.shape:
-            self._chain = None  # a new stream (or size): nothing to carry forward
+            self._chains = {}  # a new stream (or size): nothing to carry forward
             return {}
-        if not self._masks and self._chain is None:
+        if not self._masks and not self._chains:
             return {}
         src_map, reach = self.flow.map(prev, gray)
-        if self._chain is not None:
+        self._step = src_map
+        for key, (chain, r) in self._chains.items():
             # compose: latest pixel -> previous frame (src_map) -> marked frame (chain)
-            self._chain = cv2.remap(self._chain, src_map[..., 0], src_map[..., 1], cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_REPLICATE)
-            self._chain_reach += reach
+            self._chains[key] = (cv2.remap(chain, src_map[..., 0], src_map[..., 1], cv2.INTER_LINEAR,
+                                           borderMode=cv2.BORDER_REPLICATE), r + reach)
         gate = self.config.flow_depth_gate_m
         self._masks = {
             tid: warp_mask(m, src_map, reach, frame.depth, prev_depth, gate) for tid, m in self._masks.items()
@@ -367,25 +375,48 @@ class FlowPropagator:
         for tid in track_ids:
             self._masks.pop(int(tid), None)
 
-    def mark(self, frame: Frame) -> None:
-        """A keyframe of ``frame`` (the last frame propagated) went to the background: compose
-        flows from here until ``bring_forward``."""
+    def mark(self, frame: Frame, key: str = "keyframe") -> None:
+        """A background job (``key``) took ``frame`` (the last frame propagated): compose flows from
+        here until ``bring_forward`` / ``bring_forward_image`` with the same key."""
         h, w = frame.shape
-        self._chain = self.flow.identity(h, w)
-        self._chain_reach = 0.0
+        self._chains[key] = (self.flow.identity(h, w), 0.0)
 
-    def bring_forward(self, masks: list[np.ndarray]) -> list[np.ndarray]:
+    def bring_forward(self, masks: list[np.ndarray], key: str = "keyframe") -> list[np.ndarray]:
         """Masks of the marked frame moved to the last propagated frame (then the mark is cleared)."""
-        if self._chain is None:
+        if key not in self._chains:
             return [np.asarray(m, bool) for m in masks]
-        chain, reach = self._chain, self._chain_reach
-        self._chain = None
+        chain, reach = self._chains.pop(key)
         # no depth gate here: over many frames an object's own depth may change by more than the gate
         moved = [warp_mask(np.asarray(m, bool), chain, reach) for m in masks]
         if self.config.flow_refine and self._last is not None and moved:
             refined = refine_masks(dict(enumerate(moved)), self._last.rgb, self._last.depth)
             moved = [refined[i] for i in range(len(moved))]
         return moved
+
+    def bring_forward_image(self, image: np.ndarray, key: str) -> Optional[np.ndarray]:
+        """An image ``(H, W)`` of the frame marked under ``key`` moved to the last propagated frame
+        (nearest neighbour; NaN where it came from outside the image), then the mark is cleared;
+        None when nothing is marked under ``key`` (a new stream since)."""
+        if key not in self._chains:
+            return None
+        chain, _ = self._chains.pop(key)
+        return _remap_image(image, chain)
+
+    def carry(self, image: np.ndarray) -> Optional[np.ndarray]:
+        """An image ``(H, W)`` of the previous frame moved to the frame just propagated (nearest
+        neighbour, NaN from outside); None when that frame computed no flow (first frame of a
+        stream, or nothing to track and nothing marked)."""
+        if self._step is None or self._step.shape[:2] != np.shape(image)[:2]:
+            return None
+        return _remap_image(image, self._step)
+
+
+def _remap_image(image: np.ndarray, src_map: np.ndarray) -> np.ndarray:
+    """``image`` ``(H, W)`` pulled through ``src_map`` ``(H, W, 2)`` [px] as float32, nearest
+    neighbour (a depth edge stays an edge), NaN for sources outside the image."""
+    return cv2.remap(np.asarray(image, np.float32), np.ascontiguousarray(src_map[..., 0]),
+                     np.ascontiguousarray(src_map[..., 1]), cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                     borderValue=np.nan)
 
 
 class FlowChain:
