@@ -3,6 +3,7 @@ keyframes run in the background, and query latency with and without a keyframe i
 
     python bench/twin_rate.py --sizes 320x240,640x480 --seconds 20 --md bench/results/twin_rate.md
     python bench/twin_rate.py --depth-only --sizes 320x240,640x480 --seconds 20   # colour-only camera
+    python bench/twin_rate.py --video-rows --sizes 640x480   # keyframe vs SAM-2 video refresh, one each
 
 A simulated camera produces sim val frames at ``--fps``; the twin loop takes the newest frame
 when it is free (latest frame wins, as digital_twin_node does), so "twin age at publish" is
@@ -180,6 +181,24 @@ def cheap_path_cpu(frames, propagator: str = "flow", **over) -> dict:
             "wall_ms_p50": 1e3 * pct(wall, 50), "objects": objs, "fps_cpu_bound": 1.0 / max(1e-9, pct(cpu, 50))}
 
 
+def time_video_refresh(backends, frames, n_tracks: int = 4) -> dict:
+    """Wall time [s] of the worker's video refresh (``keyframe_video``) in this thread: seeding the
+    segmenter's video session with ``n_tracks`` masks (the sim ground truth's largest objects of
+    ``frames[0]``, standing in for the merged tracks) plus propagating them to ``frames[1]``, then
+    one more propagation (``frames[2]``: a later refresh carries the session on)."""
+    imap = frames[0].gt.instance_map  # the bench builds the seed from ground truth; the tracker never does
+    ids, counts = np.unique(imap[imap > 0], return_counts=True)
+    seed = {int(i): imap == i for i in ids[np.argsort(-counts)][:n_tracks]}
+    seg = backends.segmenter
+    t = time.perf_counter()
+    seg.set_tracks(frames[0], seed)
+    seg.propagate(frames[1])
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    seg.propagate(frames[2])
+    return {"seed_and_propagate_s": first, "propagate_s": time.perf_counter() - t, "tracks": len(seed)}
+
+
 def time_keyframe(backends, frame, repeats: int = 1) -> float:
     """Median wall time [s] of one keyframe (segment + label) in this thread, nothing else running."""
     ts = []
@@ -208,6 +227,10 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=1, help="A/B rounds per size (A: no keyframe thread, B: keyframes)")
     ap.add_argument("--cheap-only", action="store_true",
                     help="only the per-frame path's CPU time per update (sim keyframe once, then flow), all sizes")
+    ap.add_argument("--video-rows", action="store_true",
+                    help="only the keyframe worker's jobs at real size, in this thread: one automatic-mask keyframe "
+                         "(SAM-2 masks + OWLv2 labels) against a video refresh (keyframe_video: SAM-2 video propagation "
+                         "of 4 tracks, seeded, then carried on), at each size")
     ap.add_argument("--depth-only", action="store_true",
                     help="only depth from colour: a colour-only camera, DepthAnything V2 (real size, random weights) "
                          "inline in update vs on the background depth worker (depth_runs), sim keyframes, flow")
@@ -242,6 +265,8 @@ def main(argv=None) -> int:
     root = Path(a.model_dir)
     if a.depth_only:
         return depth_rows(a, root)
+    if a.video_rows:
+        return video_rows(a, root)
     paths = {k: save_vision_model(k, root, quick=a.quick)[0] for k in ("sam2", "owlv2")}
     base = dict(segmenter="sam2", labeler="owlv2", sam2_model=str(paths["sam2"]), owlv2_model=str(paths["owlv2"]),
                 propagator="flow", keyframes="background", num_threads=a.threads, keyframe_interval=10)
@@ -305,6 +330,32 @@ def main(argv=None) -> int:
     print(md)
     if a.md:
         Path(a.md).write_text(md)
+    return 0
+
+
+def video_rows(a, root: Path) -> int:
+    """``--video-rows``: what a background keyframe job costs at real size (random weights), by kind."""
+    from models import save_vision_model
+
+    from frs_ros.sim import SimConfig, generate_episode
+    from frs_ros.twin.backends import build_twin_backends
+    from frs_ros.twin.config import TwinConfig
+
+    paths = {k: save_vision_model(k, root, quick=a.quick)[0] for k in ("sam2", "owlv2")}
+    cfg = TwinConfig(segmenter="sam2", labeler="owlv2", sam2_model=str(paths["sam2"]), owlv2_model=str(paths["owlv2"]),
+                     propagator="flow", keyframes="background", keyframe_video=2, num_threads=a.threads)
+    be = build_twin_backends(cfg)
+    print("| size | automatic-mask keyframe (SAM-2 masks + OWLv2 labels) [s] | video refresh, seeded (4 tracks) [s] | "
+          "video refresh, carried on [s] |")
+    print("| --- | --- | --- | --- |")
+    for size in [x for x in a.sizes.split(",") if x]:
+        w, h = (int(x) for x in size.split("x"))
+        frames = generate_episode(10_000, split="val", n_frames=3, config=SimConfig(width=w, height=h)).frames
+        k = time_keyframe(be, frames[0])
+        r = time_video_refresh(be, frames)
+        print(f"| {size} | {k:.1f} | {r['seed_and_propagate_s']:.1f} | {r['propagate_s']:.1f} |", flush=True)
+    print(f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; torch threads {a.threads}; "
+          f"points_per_side {cfg.points_per_side})")
     return 0
 
 

@@ -198,6 +198,23 @@ def test_depth_anything_in_the_background_lands_on_a_later_frame(tiny_models):
         tr.close()
 
 
+def test_sam2_video_refresh_runs_on_the_keyframe_worker(tiny_models):
+    # keyframe_video: between automatic-mask keyframes the worker propagates the tracks with SAM-2's
+    # video memory (seeded with the merged tracks), while flow tracks every frame
+    cfg = _model_config(tiny_models, propagator="flow", keyframes="background", keyframe_interval=2,
+                        keyframe_video=2, coverage_drop=1e-6)
+    tr = Tracker(cfg)
+    try:
+        for f in _frames(9):
+            twin = tr.update(f)
+            assert tr.wait_keyframe(30.0)
+        assert tr.keyframe_error is None and tr.stats["keyframes_submitted"] >= 4
+        assert tr.stats["segment_calls"] >= 1 and tr.stats["video_refreshes"] >= 1
+        assert len(set(twin.ids())) == len(twin.ids())
+    finally:
+        tr.close()
+
+
 def test_sensor_only_config_reports_missing_depth():
     tr = Tracker(TwinConfig())
     twin = tr.update(_frames(1, with_depth=False)[0])

@@ -179,3 +179,93 @@ def test_detect_waits_for_the_segmenter_a_background_keyframe_holds_and_says_so(
     finally:
         be.segmenter.gate.set()
         tr.close()
+
+
+class _CountingSim(SimSegmenter):
+    """The sim segmenter, logging which model calls the worker makes (segment / set_tracks / propagate)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.calls = []
+
+    def segment(self, frame):
+        self.calls.append(("segment", frame.seq))
+        return super().segment(frame)
+
+    def set_tracks(self, frame, masks):
+        self.calls.append(("seed", frame.seq, tuple(sorted(masks))))
+        return super().set_tracks(frame, masks)
+
+    def propagate(self, frame):
+        self.calls.append(("propagate", frame.seq))
+        return super().propagate(frame)
+
+
+def test_video_refreshes_between_segmentations_correct_masks_and_keep_ids():
+    # keyframe_video=2: segmentation, then two refreshes by the segmenter's own video propagation
+    # (sim ids here; SAM-2's memory on a robot), then segmentation again; one id per object throughout
+    cfg = TwinConfig(propagator="flow", keyframes="background", keyframe_interval=3, keyframe_video=2)
+    be = build_twin_backends(cfg)
+    be.segmenter = seg = _CountingSim(cfg)
+    tr = Tracker(cfg, backends=be, keyframe_runner=lambda work: DelayedKeyframes(work, 1))
+    pairs = []
+    for i in range(16):
+        f = _scene(i, with_c=i >= 8)  # a bowl appears at frame 8: only a segmentation may add it
+        pairs.append((tr.update(f), f))
+    tr.close()
+    # frames 0 and 1 segment (no tracks yet when the second was due); the first refresh seeds the
+    # video session with the tracks merged from the segmentation (frame 2), then 2 refreshes, then
+    # a segmentation again, and its tracks (the bowl, found by discover at frame 8, too) seed the next
+    assert seg.calls[:6] == [("segment", 0), ("segment", 1), ("seed", 2, (1, 2)), ("propagate", 4),
+                             ("propagate", 7), ("segment", 10)]
+    assert seg.calls[6][:1] == ("seed",) and len(seg.calls[6][2]) == 3
+    assert tr.stats["video_refreshes"] == 3 and tr.stats["segment_calls"] == 3 and tr.keyframe_error is None
+    assert tr.stats["discovered"] == 1  # the bowl: a refresh finds nothing new, discover does
+    assert all(len(ids) == 1 for ids in _sim_to_tracks(pairs).values())  # one track per object
+    assert len(_sim_to_tracks(pairs)) == 3
+    # a refresh sets the masks it names to its frame's: the mug's mask on a refresh landing is exact
+    # up to the one frame of flow it was brought forward by
+    landed = [i for i, (tw, f) in enumerate(pairs) if any(o.keyframe_ns and o.keyframe_ns == (i - 1) * DT
+                                                         for o in tw.objects)]
+    assert landed
+    twin, f = pairs[landed[-1]]
+    mug = next(o for o in twin.objects if o.visible and o.label == "mug")
+    gt = f.gt.instance_map == 1
+    inter = (mug.mask.decode() & gt).sum()
+    assert inter / (mug.mask.decode() | gt).sum() > 0.9
+
+
+def test_video_refresh_needs_background_keyframes_and_flow():
+    from frs_ros.twin.config import TwinConfigError
+
+    with pytest.raises(TwinConfigError, match="keyframes: background"):
+        TwinConfig(propagator="flow", keyframe_video=2)
+    with pytest.raises(TwinConfigError, match="propagator: flow"):
+        TwinConfig(propagator="segmenter", keyframes="background", keyframe_video=2)
+
+
+def test_delayed_runner_lands_video_refreshes_after_their_own_delay():
+    cfg = TwinConfig(propagator="flow", keyframes="background", keyframe_interval=2, keyframe_video=1)
+    be = build_twin_backends(cfg)
+    be.segmenter = seg = _CountingSim(cfg)
+    tr = Tracker(cfg, backends=be, keyframe_runner=lambda work: DelayedKeyframes(work, 4, 1))
+    landed = []
+    for i in range(14):
+        n0 = tr.stats["video_refreshes"] + tr.stats["segment_calls"]
+        tr.update(_scene(i))
+        if tr.stats["video_refreshes"] + tr.stats["segment_calls"] > n0:
+            landed.append((i, tr.keyframe_status()["lag_frames"]))
+    tr.close()
+    kinds = {c[1]: c[0] for c in seg.calls if c[0] != "seed"}  # frame -> job kind
+    lags = {kinds[i - lag]: lag for i, lag in landed}
+    assert lags == {"segment": 4, "propagate": 1}
+    with pytest.raises(ValueError, match="video_delay_frames"):
+        DelayedKeyframes(lambda f: ([], None), 3, 0)
+
+
+def test_report_rows_with_video_refreshes_run():
+    from frs_ros.twin.report import run_jf
+
+    rows = run_jf(1, 8, "val", 160, 120, (0.1,))
+    e = [r for r in rows if r["config"].startswith("(e)")]
+    assert len(e) == 1 and 0.0 <= e[0]["J"] <= 1.0 and e[0]["pairs"] > 0

@@ -25,7 +25,8 @@ import numpy as np
 
 from frs_ros.camera import Frame
 
-#: what a keyframe computes from its frame: (masks (H, W) bool, per-mask label candidates or None)
+#: what a keyframe computes from its frame: (masks (H, W) bool, per-mask label candidates or None),
+#: or for a video refresh (masks, None, the track id of each mask)
 KeyframeWork = Callable[[Frame], tuple[list[np.ndarray], Optional[list[list[tuple[str, float]]]]]]
 
 
@@ -46,6 +47,7 @@ class KeyframeResult:
     submitted_s: float
     landed_s: float
     error: Optional[str] = None
+    track_ids: Optional[list[int]] = None  # a video refresh: the track of each mask (None: segmentation)
 
     @property
     def latency_s(self) -> float:
@@ -55,14 +57,17 @@ class KeyframeResult:
 
 def _run(work: KeyframeWork, frame: Frame, submitted: float) -> KeyframeResult:
     t0 = time.monotonic()
+    ids = None
     try:
-        masks, labels = work(frame)
+        out = work(frame)
+        masks, labels = out[0], out[1]
+        ids = out[2] if len(out) > 2 else None  # (masks, None, track ids): a video refresh
         err = None
     except Exception as exc:  # noqa: BLE001 - reported through the result, the tracker keeps tracking
         masks, labels, err = [], None, f"{type(exc).__name__}: {exc}"
     t1 = time.monotonic()
     return KeyframeResult(frame=frame, masks=masks, labels=labels, model_s=t1 - t0, submitted_s=submitted,
-                          landed_s=t1, error=err)
+                          landed_s=t1, error=err, track_ids=ids)
 
 
 @dataclass
@@ -191,13 +196,16 @@ class BackgroundKeyframes:
 
 class DelayedKeyframes:
     """Evaluation runner: the keyframe is computed at ``submit`` and lands ``delay_frames`` polls
-    later (one poll per tracker update), i.e. a model latency of ``delay_frames`` camera frames."""
+    later (one poll per tracker update), i.e. a model latency of ``delay_frames`` camera frames;
+    a video refresh (``keyframe_video``) lands ``video_delay_frames`` later (default: the same)."""
 
-    def __init__(self, work: KeyframeWork, delay_frames: int) -> None:
-        if delay_frames < 1:
-            raise ValueError(f"delay_frames must be >= 1 (a result lands at the earliest on the next frame), got {delay_frames}")
+    def __init__(self, work: KeyframeWork, delay_frames: int, video_delay_frames: Optional[int] = None) -> None:
+        for name, d in (("delay_frames", delay_frames), ("video_delay_frames", video_delay_frames)):
+            if d is not None and d < 1:
+                raise ValueError(f"{name} must be >= 1 (a result lands at the earliest on the next frame), got {d}")
         self._work = work
         self.delay_frames = int(delay_frames)
+        self.video_delay_frames = int(video_delay_frames) if video_delay_frames is not None else self.delay_frames
         self._pending: Optional[KeyframeResult] = None
         self._polls = 0
 
@@ -218,7 +226,8 @@ class DelayedKeyframes:
         if self._pending is None:
             return None
         self._polls += 1
-        if self._polls < self.delay_frames:
+        delay = self.video_delay_frames if self._pending.track_ids is not None else self.delay_frames
+        if self._polls < delay:
             return None
         done, self._pending = self._pending, None
         return done

@@ -144,8 +144,15 @@ def track_jf(frames, twins: list[DigitalTwin], min_area_px: int = 30) -> dict:
     return {"J": float(np.mean(js)) if js else math.nan, "F": float(np.mean(fs)) if fs else math.nan, "pairs": len(js)}
 
 
+#: a video refresh's latency as a share of an automatic-mask keyframe's: SAM-2 video propagation of 4
+#: tracks 22.1 s against SAM-2 automatic masks + OWLv2 labels 56.9 s (640x480, real size, random
+#: weights, 1 torch thread: ``python bench/twin_rate.py --video-rows --sizes 640x480``)
+VIDEO_REFRESH_COST = 22.1 / 56.9
+
+
 def propagation_rows(fps: float, latencies_s: tuple[float, ...]) -> list[tuple[str, dict, int]]:
-    """The compared configurations: (name, TwinConfig overrides, keyframe delay [frames], 0 = inline)."""
+    """The compared configurations: (name, TwinConfig overrides, keyframe delay [frames], 0 = inline;
+    a pair (segmentation, video refresh) delay for the ``keyframe_video`` rows)."""
     rows = [("(a) sim segmentation every frame", dict(propagator="segmenter", keyframe_interval=1), 0),
             # what flow costs beyond spacing: exact (sim id) propagation, objects found only at keyframes
             ("(a') sim keyframes every 10, exact sim-id propagation between", dict(propagator="segmenter",
@@ -158,6 +165,11 @@ def propagation_rows(fps: float, latencies_s: tuple[float, ...]) -> list[tuple[s
         d = max(1, int(math.ceil(lat * fps)))
         rows.append((f"(d) keyframes every 10, landing {lat:g} s late ({d} frames), flow", dict(
             propagator="flow", keyframe_interval=10, keyframes="background"), d))
+    for lat in latencies_s:
+        d, dv = max(1, int(math.ceil(lat * fps))), max(1, int(math.ceil(lat * fps * VIDEO_REFRESH_COST)))
+        rows.append((f"(e) as (d) {lat:g} s, 2 of 3 keyframes video refreshes landing {dv} frames late "
+                     f"(sim ids as the video model)", dict(propagator="flow", keyframe_interval=10,
+                                                          keyframes="background", keyframe_video=2), (d, dv)))
     return rows
 
 
@@ -199,14 +211,16 @@ def run_jf(episodes: int, n_frames: int, split: str, width: int, height: int, la
         js, fs, pairs, ms, keys, found = [], [], 0, [], 0, 0
         for sample in samples:
             cfg = TwinConfig(**{**(extra or {}), **over})
-            tracker = Tracker(cfg, keyframe_runner=(lambda work, d=delay: DelayedKeyframes(work, d)) if delay else None)
+            d, dv = delay if isinstance(delay, tuple) else (delay, None)
+            runner = (lambda work, d=d, dv=dv: DelayedKeyframes(work, d, dv)) if d else None
+            tracker = Tracker(cfg, keyframe_runner=runner)
             twins = []
             for f in sample.frames:
                 t0 = time.perf_counter()
                 twins.append(tracker.update(f))
                 ms.append(1e3 * (time.perf_counter() - t0))
             tracker.close()
-            keys += tracker.stats["keyframes"]
+            keys += tracker.stats["keyframes"] + tracker.stats["video_refreshes"]  # every merged keyframe job
             found += tracker.stats["discovered"]
             r = track_jf(sample.frames, twins, cfg.min_mask_area_px)
             js.append(r["J"] * r["pairs"])

@@ -181,7 +181,7 @@ class Tracker:
         self._ego_inliers = 0
         self.stats = {"frames": 0, "keyframes": 0, "segment_calls": 0, "label_calls": 0, "depth_calls": 0,
                       "depth_errors": 0, "keyframes_submitted": 0, "keyframe_errors": 0, "event_keyframes": 0,
-                      "discovered": 0}
+                      "discovered": 0, "video_refreshes": 0}
         # which frame each fact comes from: stamp of the keyframe that last set each track's mask
         self._mask_ns: dict[int, int] = {}
         self._keyframe_ns = 0  # stamp of the last merged keyframe
@@ -192,6 +192,13 @@ class Tracker:
         elif self.config.keyframes == "background":
             self._runner = BackgroundKeyframes(self._keyframe_work, nice=self.config.keyframe_nice)
         self._submit = False
+        self._submit_segment = True  # the keyframe to submit must segment (not a video refresh)
+        # keyframe_video: refreshes left before the next segmentation, the tracks' masks that seed the
+        # segmenter's video session (frame, {track id: mask}) after a segmentation, and each
+        # submitted job's kind by frame stamp (read by the worker)
+        self._video_left = 0
+        self._video_seed: Optional[tuple[Frame, dict[int, np.ndarray]]] = None
+        self._jobs: dict[int, tuple] = {}
         self._held = False  # hold_keyframes(True): no new background keyframe starts
         self._next_key_s = 0.0  # monotonic time before which no keyframe starts (CPU budget)
         self._last_latency_s = math.nan
@@ -261,6 +268,7 @@ class Tracker:
             new_labels: list[Optional[list]] = []  # background: labeler candidates of each new mask
             votes: dict[int, list] = {}  # background: track id -> labeler candidates of its keyframe mask
             keyframe = False  # segmentation merged into this frame
+            refresh = False  # a background video refresh merged into this frame (keyframe_video)
             dropped: list[int] = []  # provisional tracks a keyframe did not confirm
             discovered: list[np.ndarray] = []  # ``discover``: new objects found by depth on the cheap path
             resync = False  # the propagator must take the tracks' masks (some grew on the cheap path)
@@ -286,8 +294,8 @@ class Tracker:
                 # established tracks only: area found by ``discover`` must not hide what was lost
                 area = sum(int(m.sum()) for tid, m in observed.items() if tid not in self._provisional)
                 # coverage drop in THIS frame (objects left, or propagation lost them): segment now
-                due = (not self._tracks or self._frames_since_key + 1 >= cfg.keyframe_interval
-                       or area < cfg.coverage_drop * self._key_area)
+                must_segment = not self._tracks or area < cfg.coverage_drop * self._key_area
+                due = must_segment or self._frames_since_key + 1 >= cfg.keyframe_interval
                 event = cfg.keyframe_events and self._scene_event(frame, depth, source, observed)
                 if event and not due:
                     self.stats["event_keyframes"] += 1
@@ -303,7 +311,13 @@ class Tracker:
                     key_ids = set(matched)
                 elif self._runner is not None:
                     landed = self._runner.poll()
-                    if landed is not None:
+                    if landed is not None and landed.track_ids is not None:
+                        refresh = self._land(landed, frame)
+                        if refresh:  # a video refresh: the tracks' own masks, identities known
+                            mask_ns = int(landed.frame.stamp_ns)
+                            key_ids = self._merge_refresh(landed, prop, observed)
+                            self._mask_ns.update({tid: mask_ns for tid in key_ids})
+                    elif landed is not None:
                         keyframe = self._land(landed, frame)
                         if keyframe:
                             mask_ns = int(landed.frame.stamp_ns)
@@ -317,7 +331,8 @@ class Tracker:
                             self._mask_ns.update({tid: mask_ns for tid in matched})
                     if due and not self._held and not self._runner.busy and time.monotonic() >= self._next_key_s:
                         self._submit = True
-                if not keyframe and cfg.discover and self._propagates_by_motion():
+                        self._submit_segment = must_segment or event or self._video_left <= 0
+                if not keyframe and cfg.discover and self._propagates_by_motion():  # a refresh finds nothing new
                     grown, discovered = self._discover(depth, source, observed)
                     for tid, m in grown.items():
                         observed[tid] = observed[tid] | m
@@ -389,15 +404,27 @@ class Tracker:
             for tid in retired:
                 self._mask_ns.pop(tid, None)
                 self._provisional.discard(tid)
-            if keyframe or new_ids or retired or resync or moved is None:
+            if keyframe or refresh or new_ids or retired or resync or moved is None:
                 prop.set_tracks(frame, {tid: tr.mask for tid, tr in self._tracks.items() if tr.obj.visible})
             if retired:
                 prop.forget(retired)
             if keyframe:
                 self._key_area = sum(int(tr.mask.sum()) for tr in self._tracks.values() if tr.obj.visible)
+            if keyframe and cfg.keyframe_video > 0:
+                # the next refreshes propagate these tracks from this frame (their masks merged here)
+                self._video_left = cfg.keyframe_video
+                self._video_seed = (frame, {tid: tr.mask.copy() for tid, tr in self._tracks.items()
+                                            if tr.obj.visible and tid not in self._provisional})
             if self._submit:
                 # after set_tracks: the propagator's reference is this frame, where the keyframe is
                 self._submit = False
+                # _video_left > 0 only after a segmentation landed and left its seed: the first
+                # refresh seeds the video session with it, the next ones carry that session on
+                video = not self._submit_segment
+                self._jobs = {int(frame.stamp_ns): ("video", self._video_seed) if video else ("segment",)}
+                if video:
+                    self._video_seed = None  # the worker's video session carries on from here
+                    self._video_left -= 1
                 if self._runner.submit(frame):
                     prop.mark(frame)
                     self.stats["keyframes_submitted"] += 1
@@ -911,9 +938,21 @@ class Tracker:
 
     # ------------------------------------------------------------------ background keyframes
     def _keyframe_work(self, frame: Frame):
-        """What the background worker computes for a keyframe (no tracker state, no lock):
-        masks of ``frame`` and, with a labeler, each mask's label candidates on that frame."""
+        """What the background worker computes for a keyframe (no tracker lock; the job's kind was
+        left in ``_jobs`` under the frame's stamp before it was submitted): masks of ``frame`` and,
+        with a labeler, each mask's label candidates on that frame; or, for a video refresh, the
+        tracks' masks in ``frame`` by the segmenter's own propagation (seeded first with the tracks'
+        masks after the last segmentation, when it is the first refresh since)."""
         gate = self.backends.gate
+        job = self._jobs.get(int(frame.stamp_ns), ("segment",))
+        if job[0] == "video":
+            seg = self.backends.segmenter
+            with gate.hold("segmenter"):
+                if job[1] is not None:
+                    seg.set_tracks(*job[1])
+                moved = seg.propagate(frame) or {}
+            ids = sorted(moved)
+            return [np.asarray(moved[t], bool) for t in ids], None, ids
         with gate.hold("segmenter"):
             masks = self._filter(self.backends.segmenter.segment(frame))
         lab = self.backends.labeler
@@ -930,7 +969,7 @@ class Tracker:
         self._lag_frames = int(frame.seq) - int(landed.frame.seq)
         budget = self.config.keyframe_cpu_budget
         self._next_key_s = time.monotonic() + landed.model_s * (1.0 / budget - 1.0)
-        self.stats["segment_calls"] += 1
+        self.stats["video_refreshes" if landed.track_ids is not None else "segment_calls"] += 1
         if landed.labels is not None:
             self.stats["label_calls"] += 1
         if landed.error is not None:
@@ -938,6 +977,23 @@ class Tracker:
             self.keyframe_error = landed.error
             return False
         return True
+
+    def _merge_refresh(self, landed, prop, observed: dict[int, np.ndarray]) -> set[int]:
+        """A landed video refresh merged in place: each track's propagated mask, brought forward to
+        this frame, replaces its flow mask; a track the video model finds absent (empty, or smaller
+        than ``min_mask_area_px`` here) is lost now, as after a keyframe; tracks it does not name
+        (new or provisional since) keep their flow masks. Returns the tracks it set."""
+        fwd = prop.bring_forward(landed.masks)
+        done: set[int] = set()
+        for tid, m in zip(landed.track_ids, fwd):
+            if tid not in self._tracks:
+                continue  # retired meanwhile
+            if int(np.count_nonzero(m)) >= self.config.min_mask_area_px:
+                observed[tid] = np.asarray(m, bool)
+                done.add(tid)
+            else:
+                observed.pop(tid, None)
+        return done
 
     def _landed_masks(self, landed, prop) -> tuple[list[np.ndarray], Optional[list]]:
         """A landed keyframe's masks brought forward to the current frame (too small ones dropped,
