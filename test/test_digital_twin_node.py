@@ -162,6 +162,47 @@ def test_no_ground_truth_says_what_to_configure(ros_context, unique_name, twin_o
     assert "sam2" in text and "sim_camera_node" in text and f"/{unique_name}/frs/sim/instance_ids" in text
 
 
+def test_status_says_how_old_background_depth_is(ros_context, unique_name, tmp_path):
+    """A colour-only camera with DepthAnything V2 on the depth worker (tiny random model): the node
+    keeps publishing, and ~/status says how old the depth under the twin is (``depth_lag_s``)."""
+    pytest.importorskip("transformers")
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    from frs_ros.nodes.common import Spinner, teardown
+    from frs_ros.nodes.digital_twin_node import DigitalTwinNode
+    from frs_ros.twin.synthetic import Shape2D, make_frame
+    from frs_ros.wire.sync import FrameBuffer
+    from test_twin_backends import _save_tiny_depth_anything
+
+    model = tmp_path / "da"
+    _save_tiny_depth_anything(model)
+    frames = FrameBuffer()
+    node = DigitalTwinNode(frame_buffer=frames, context=ros_context, namespace=unique_name, parameter_overrides=[
+        Parameter("twin.depth", value="depth_anything_v2"), Parameter("twin.depth_model", value=str(model)),
+        Parameter("twin.depth_runs", value="background"), Parameter("twin.propagator", value="flow")])
+    executor = MultiThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    spinner = Spinner(executor).start()
+    try:
+        assert node.health.state == "ok", node.health.extra
+        t0 = time.time_ns()
+        deadline = time.monotonic() + 30.0
+        i = 0
+        while time.monotonic() < deadline and node.health.extra.get("depth_lag_s") is None:
+            frames.put(make_frame([Shape2D(1, "mug", "disc", 20 + i % 5, 24, 14, 14, 1.0, (200, 30, 30))],
+                                  stamp_ns=t0 + i * 100_000_000, seq=i, with_depth=False))
+            i += 1
+            time.sleep(0.1)
+        ex = node.health.extra
+        assert ex.get("depth_lag_s") is not None, ex
+        assert 0.0 <= ex["depth_lag_s"] < 30.0 and node.twins >= 2 and not _update_failures(node), ex
+        assert node.tracker.latest().depth_source == "depth_anything_v2_relative"
+    finally:
+        spinner.stop()
+        teardown(executor, [node])
+
+
 # ---------------------------------------------------------------- the node as its own process
 
 
