@@ -332,3 +332,77 @@ def video_jf(
     return VideoJF(
         j=float(np.mean([x[0] for x in per])), f=float(np.mean([x[1] for x in per])), per_expression=per
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Paired comparison of two systems on the same queries
+# --------------------------------------------------------------------------------------------
+
+# The benchmark statistics as functions of per-query components (rows = queries): gIoU and J&F are
+# means of one value per query (the sample's IoU; the expression's (J + F) / 2); cIoU is a ratio of
+# sums, so a query contributes its intersection and union in pixels.
+PAIRED_STATS = {
+    "gIoU": lambda c: float(np.mean(c[:, 0])),
+    "cIoU": lambda c: float(c[:, 0].sum() / c[:, 1].sum()) if c[:, 1].sum() > 0 else 0.0,
+    "J&F": lambda c: float(np.mean(c[:, 0])),
+}
+
+
+@dataclass(frozen=True)
+class PairedDelta:
+    """``b - a`` on one statistic over the same queries, with a paired-bootstrap interval.
+
+    delta: the statistic of b less that of a on all queries; lo, hi: the ``level`` percentile
+    interval of that difference over ``n_boot`` resamples of the queries (the same resampled
+    queries for both systems); wins / losses: queries whose own score (first component) is
+    higher / lower for b by more than 1e-9; n: queries.
+    """
+
+    delta: float
+    lo: float
+    hi: float
+    n: int
+    wins: int
+    losses: int
+    level: float
+
+    @property
+    def ties(self) -> int:
+        return self.n - self.wins - self.losses
+
+
+def paired_bootstrap(
+    a: np.ndarray, b: np.ndarray, stat, n_boot: int = 10000, level: float = 0.95, seed: int = 0
+) -> PairedDelta:
+    """``stat(b) - stat(a)`` and its paired-bootstrap percentile interval.
+
+    a, b: ``(n, k)`` per-query components of two systems on the same n queries, row i of both
+    the same query (e.g. ``(iou,)`` or ``(intersection, union)``, see ``PAIRED_STATS``); ``stat``
+    maps such an array to a number. Each resample draws n query indices with replacement and
+    scores both systems on them, so what the two systems share (which queries are hard) cancels.
+    """
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    if a.ndim == 1:
+        a = a[:, None]
+    if b.ndim == 1:
+        b = b[:, None]
+    if a.shape != b.shape or a.ndim != 2:
+        raise MetricInputError(f"paired components must have the same (n, k) shape, got {a.shape} and {b.shape}")
+    n = a.shape[0]
+    if n == 0:
+        raise MetricInputError("a paired comparison needs at least one query")
+    if not 0.0 < level < 1.0:
+        raise MetricInputError(f"level must be in (0, 1), got {level}")
+    if int(n_boot) < 1:
+        raise MetricInputError(f"n_boot must be at least 1 resample, got {n_boot}")
+    rng = np.random.default_rng(seed)
+    deltas = np.empty(int(n_boot))
+    for r in range(int(n_boot)):
+        idx = rng.integers(0, n, n)
+        deltas[r] = stat(b[idx]) - stat(a[idx])
+    tail = 100.0 * (1.0 - level) / 2.0
+    lo, hi = np.percentile(deltas, [tail, 100.0 - tail])
+    d = b[:, 0] - a[:, 0]
+    return PairedDelta(delta=stat(b) - stat(a), lo=float(lo), hi=float(hi), n=n,
+                       wins=int((d > 1e-9).sum()), losses=int((d < -1e-9).sum()), level=level)

@@ -214,3 +214,53 @@ def test_metrics_and_data_are_ros_free():
         "sys.exit(1 if bad else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+# --- paired_bootstrap ------------------------------------------------------------------------
+
+def test_paired_bootstrap_same_system_is_zero_everywhere():
+    from frs_ros.metrics import PAIRED_STATS, paired_bootstrap
+
+    a = np.random.default_rng(0).random((40, 1))
+    d = paired_bootstrap(a, a.copy(), PAIRED_STATS["gIoU"], n_boot=500)
+    assert d.delta == 0.0 and d.lo == 0.0 and d.hi == 0.0
+    assert (d.wins, d.losses, d.ties, d.n) == (0, 0, 40, 40)
+
+
+def test_paired_bootstrap_interval_excludes_zero_only_for_a_consistent_gain():
+    from frs_ros.metrics import PAIRED_STATS, paired_bootstrap
+
+    rng = np.random.default_rng(1)
+    a = rng.random((60, 1)) * 0.8
+    better = paired_bootstrap(a, a + 0.05, PAIRED_STATS["gIoU"], n_boot=1000)
+    assert better.delta == pytest.approx(0.05) and better.lo > 0.0 and better.wins == 60
+    # one query flipped from 0 to 1 among 60: +1/60 but not distinguishable from chance
+    b = a.copy()
+    b[0, 0], a[0, 0] = 1.0, 0.0
+    one = paired_bootstrap(a, b, PAIRED_STATS["gIoU"], n_boot=2000)
+    assert one.delta == pytest.approx(1 / 60) and one.lo == 0.0 < one.hi and (one.wins, one.losses) == (1, 0)
+    # the paired interval is much narrower than the spread of the per-query scores themselves
+    assert better.hi - better.lo < 1e-9 < a.std()
+
+
+def test_paired_bootstrap_ciou_is_a_ratio_of_sums():
+    from frs_ros.metrics import PAIRED_STATS, paired_bootstrap
+
+    a = np.array([[10, 100], [0, 10]], float)   # sum I / sum U = 10 / 110
+    b = np.array([[90, 100], [0, 10]], float)   # 90 / 110
+    d = paired_bootstrap(a, b, PAIRED_STATS["cIoU"], n_boot=200)
+    assert d.delta == pytest.approx(80 / 110)
+    assert PAIRED_STATS["cIoU"](np.zeros((3, 2))) == 0.0
+
+
+def test_paired_bootstrap_rejects_unpaired_input():
+    from frs_ros.metrics import MetricInputError, PAIRED_STATS, paired_bootstrap
+
+    with pytest.raises(MetricInputError, match="same"):
+        paired_bootstrap(np.zeros((3, 1)), np.zeros((4, 1)), PAIRED_STATS["gIoU"])
+    with pytest.raises(MetricInputError, match="at least one"):
+        paired_bootstrap(np.zeros((0, 1)), np.zeros((0, 1)), PAIRED_STATS["gIoU"])
+    with pytest.raises(MetricInputError, match="level"):
+        paired_bootstrap(np.zeros((2, 1)), np.zeros((2, 1)), PAIRED_STATS["gIoU"], level=1.5)
+    with pytest.raises(MetricInputError, match="n_boot"):
+        paired_bootstrap(np.zeros((2, 1)), np.zeros((2, 1)), PAIRED_STATS["gIoU"], n_boot=0)

@@ -54,6 +54,21 @@ def test_cli_pipeline_tiny(tmp_path, capsys):
     res = json.loads((tmp_path / "eval.json").read_text())
     assert set(res["systems"]) == {"sft", "grpo_no_tools"} and res["n_queries"] == 2
     assert "| sft |" in (tmp_path / "table.md").read_text()
+    ev_json = tmp_path / "eval.json"
+    assert main(["compare", "--a", f"{ev_json}:sft", "--b", f"{ev_json}:grpo_no_tools",
+                 "--n-boot", "50", "--out", str(tmp_path / "cmp.json")]) == 0
+    cmp = json.loads((tmp_path / "cmp.json").read_text())
+    assert (cmp["a"], cmp["b"]) == ("sft", "grpo_no_tools") and cmp["metrics"]["gIoU"]["n"] == 2
+    assert "| gIoU |" in capsys.readouterr().out
+    # two evals a side are pooled query by query
+    assert main(["compare", "--a", f"{ev_json}:sft", f"{ev_json}:sft", "--b", f"{ev_json}:grpo_no_tools",
+                 f"{ev_json}:grpo_no_tools", "--n-boot", "50", "--out", str(tmp_path / "cmp2.json")]) == 0
+    cmp2 = json.loads((tmp_path / "cmp2.json").read_text())
+    assert cmp2["metrics"]["gIoU"]["n"] == 4 and cmp2["metrics"]["gIoU"]["delta"] == pytest.approx(cmp["metrics"]["gIoU"]["delta"])
+    with pytest.raises(ValueError, match="name one as FILE:SYSTEM"):
+        main(["compare", "--a", str(ev_json), "--b", str(ev_json)])
+    with pytest.raises(ValueError, match="as many --a as --b"):
+        main(["compare", "--a", f"{ev_json}:sft", f"{ev_json}:sft", "--b", f"{ev_json}:sft"])
     assert (tmp_path / "img" / "training_sft.png").exists() and (tmp_path / "img" / "training_grpo.png").exists()
     assert main(["ship", "--from", str(tmp_path / "grpo" / "final"), "--to", str(tmp_path / "ship"),
                  "--logs", "grpo=" + str(tmp_path / "grpo" / "training_log.json")]) == 0

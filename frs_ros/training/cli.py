@@ -6,6 +6,7 @@
     python -m frs_ros.training.cli eval   --config config/train_eval.yaml
     python -m frs_ros.training.cli report --config config/train_report.yaml
     python -m frs_ros.training.cli ship   --from out/train/grpo_smollm2/final --to models/smollm2_student
+    python -m frs_ros.training.cli compare --a out/train/eval/sft.json --b out/train/eval/grpo.json[:SYSTEM]
 
 Any config key can be overridden on the command line: ``... sft --config X.yaml lr=3e-4``.
 On GPUs the same commands run under ``accelerate launch`` (``accelerate launch -m
@@ -264,6 +265,39 @@ def cmd_ship(src: str, dst: str, logs: Sequence[str] = (), configs: Sequence[str
     return {"bytes": size}
 
 
+def _eval_ref(ref: str) -> tuple[dict, Optional[str], str]:
+    """``FILE`` or ``FILE:SYSTEM`` -> (the eval result, the system name or None, FILE)."""
+    path, name = ref, None
+    if not Path(ref).exists() and ":" in ref:
+        path, name = ref.rsplit(":", 1)
+    if not Path(path).exists():
+        raise FileNotFoundError(f"no eval result {path!r} (write one with `frs-train eval --config ...`)")
+    return json.loads(Path(path).read_text()), name, path
+
+
+def cmd_compare(a_refs: Sequence[str], b_refs: Sequence[str], n_boot: int = 10000, out: Optional[str] = None) -> dict:
+    """Paired comparison of two evaluated systems (see ``evaluate.compare_systems``); prints a table.
+
+    Each side is one or more ``FILE[:SYSTEM]`` evals; the i-th of ``a_refs`` and of ``b_refs`` must be
+    scored on the same queries, and several are pooled (e.g. two disjoint held-out sets)."""
+    from frs_ros.training.evaluate import compare_markdown, compare_systems, pick_system
+
+    if len(a_refs) != len(b_refs) or not a_refs:
+        raise ValueError(f"compare needs as many --a as --b evals (paired one to one), got {len(a_refs)} and {len(b_refs)}")
+
+    def pooled(refs: Sequence[str]) -> dict:
+        systems = [pick_system(*_eval_ref(r)[:2], r)[1] for r in refs]
+        return dict(systems[0], per_query=[q for s in systems for q in s["per_query"]])
+
+    result = compare_systems(pooled(a_refs), pooled(b_refs), n_boot=n_boot)
+    result["a_evals"], result["b_evals"] = list(a_refs), list(b_refs)
+    _log(compare_markdown(result))
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=2))
+    return result
+
+
 COMMANDS = {
     "chains": (ChainsConfig, cmd_chains),
     "sft": (SFTConfig, cmd_sft),
@@ -286,7 +320,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ship.add_argument("--to", dest="dst", required=True)
     ship.add_argument("--logs", nargs="*", default=[])
     ship.add_argument("--configs", nargs="*", default=[])
+    cmp = sub.add_parser("compare", help="paired comparison of two evaluated systems on the same queries "
+                                         "(b - a with a bootstrap interval), e.g. GRPO against its SFT")
+    cmp.add_argument("--a", nargs="+", required=True, metavar="FILE[:SYSTEM]",
+                     help="eval result(s) of the baseline; several are pooled")
+    cmp.add_argument("--b", nargs="+", required=True, metavar="FILE[:SYSTEM]",
+                     help="eval result(s) of the system compared with it, on the same queries as --a, in order")
+    cmp.add_argument("--n-boot", type=int, default=10000, help="bootstrap resamples (default 10000)")
+    cmp.add_argument("--out", default=None, help="also write the comparison as JSON here")
     args = parser.parse_args(argv)
+    if args.command == "compare":
+        cmd_compare(args.a, args.b, args.n_boot, args.out)
+        return 0
     if args.command == "ship":
         cmd_ship(args.src, args.dst, args.logs, args.configs)
         return 0

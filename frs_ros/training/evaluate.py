@@ -43,7 +43,7 @@ class SystemScores:
 
     name: str
     image: Any = None
-    video: list = field(default_factory=list)
+    video: list = field(default_factory=list)  # (J, F) of each episode query (expression)
     valid: int = 0
     total: int = 0
     gen_tokens: list = field(default_factory=list)
@@ -51,6 +51,10 @@ class SystemScores:
     latency_s: list = field(default_factory=list)
     tool_calls: int = 0
     statuses: dict = field(default_factory=lambda: defaultdict(int))
+    # one record per query, in query order, for paired comparisons (``frs-train compare``): kind,
+    # sample ('image' or 'episode'), iou (the answered mask on the query's frame), i and u
+    # (image: pixels), jf (episode: (J + F) / 2 over its frames)
+    per_query: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         from frs_ros.metrics import GIoUCIoU
@@ -58,26 +62,27 @@ class SystemScores:
         self.image = GIoUCIoU()
 
     def summary(self) -> dict:
-        from frs_ros.metrics import video_jf
-
         out = {"system": self.name, "n_queries": self.total}
         if self.image.n:
             out.update({"gIoU": self.image.giou, "cIoU": self.image.ciou, "n_image": self.image.n})
         if self.video:
-            v = video_jf(self.video)
-            out.update({"J": v.j, "F": v.f, "J&F": v.jf, "n_video": len(self.video)})
+            # as frs_ros.metrics.video_jf: means over expressions of per-expression frame means
+            j = float(np.mean([v[0] for v in self.video]))
+            f = float(np.mean([v[1] for v in self.video]))
+            out.update({"J": j, "F": f, "J&F": 0.5 * (j + f), "n_video": len(self.video)})
         out["format_valid_pct"] = 100.0 * self.valid / max(1, self.total)
         out["mean_gen_tokens"] = float(np.mean(self.gen_tokens)) if self.gen_tokens else 0.0
         out["mean_latency_s"] = float(np.mean(self.latency_s)) if self.latency_s else 0.0
         out["tool_calls_per_query"] = self.tool_calls / max(1, self.total)
         out["iou_per_kind"] = {k: float(np.mean(v)) for k, v in sorted(self.per_kind.items())}
         out["statuses"] = dict(self.statuses)
+        out["per_query"] = self.per_query
         return out
 
 
 def score_output(scores: SystemScores, ctx: Any, output: Any, latency_s: float) -> None:
     """Add one reasoner output on one query context to ``scores``."""
-    from frs_ros.masks import mask_iou
+    from frs_ros.metrics import expression_jf, intersection_union
 
     scores.total += 1
     scores.statuses[str(output.status)] += 1
@@ -89,7 +94,10 @@ def score_output(scores: SystemScores, ctx: Any, output: Any, latency_s: float) 
     if ok:
         scores.tool_calls += sum(len(p) for p in output.rollout.plans)
     pred = ctx.answer_mask(ids) if ok else np.zeros_like(ctx.gt_mask)
-    scores.per_kind[ctx.query.kind].append(mask_iou(pred, ctx.gt_mask, empty=1.0))
+    i, u = intersection_union(pred, ctx.gt_mask)
+    iou = 1.0 if u == 0 else i / u
+    scores.per_kind[ctx.query.kind].append(iou)
+    rec = {"query": ctx.query.text, "kind": ctx.query.kind, "iou": round(iou, 6)}
     if ctx.sample == "episode" and ctx.video is not None:
         preds, gts = [], []
         for id_masks, gt_rle in ctx.video:
@@ -99,9 +107,13 @@ def score_output(scores: SystemScores, ctx: Any, output: Any, latency_s: float) 
                     m |= id_masks[tid].decode()
             preds.append(m)
             gts.append(gt_rle.decode())
-        scores.video.append((preds, gts))
+        j, f = expression_jf(preds, gts)
+        scores.video.append((j, f))
+        rec.update(sample="episode", jf=round(0.5 * (j + f), 6))
     else:
         scores.image.add(pred, ctx.gt_mask)
+        rec.update(sample="image", i=int(i), u=int(u))
+    scores.per_query.append(rec)
 
 
 def evaluate(
@@ -177,4 +189,63 @@ def markdown_table(result: dict) -> str:
             f"| {name} | {f(s.get('gIoU'), True)} | {f(s.get('cIoU'), True)} | {f(s.get('J&F'), True)} | "
             f"{s['format_valid_pct']:.1f} | {gen} | {s['tool_calls_per_query']:.2f} |"
         )
+    return "\n".join(rows)
+
+
+def pick_system(result: dict, name: Optional[str], where: str) -> tuple[str, dict]:
+    systems = result["systems"]
+    if name is None:
+        if len(systems) != 1:
+            raise ValueError(f"{where} holds {len(systems)} systems ({', '.join(systems)}); name one as FILE:SYSTEM")
+        name = next(iter(systems))
+    if name not in systems:
+        raise ValueError(f"{where} has no system {name!r}; it has: {', '.join(systems)}")
+    if "per_query" not in systems[name]:
+        raise ValueError(f"{where}: system {name!r} has no per-query records (written before they were kept); "
+                         "run frs-train eval again")
+    return name, systems[name]
+
+
+def compare_systems(a: dict, b: dict, n_boot: int = 10000, level: float = 0.95, seed: int = 0) -> dict:
+    """Paired comparison of system ``b`` against ``a`` (``summary()`` dicts of one eval each, on the
+    same queries): per metric, ``b - a`` with its paired-bootstrap interval and the queries each wins
+    (``frs_ros.metrics.paired_bootstrap``). Raises ``ValueError`` when the queries differ."""
+    from frs_ros.metrics import PAIRED_STATS, paired_bootstrap
+
+    qa, qb = a["per_query"], b["per_query"]
+    key = [(r["query"], r["kind"], r["sample"]) for r in qa]
+    if key != [(r["query"], r["kind"], r["sample"]) for r in qb]:
+        raise ValueError(f"{a['system']!r} and {b['system']!r} were scored on different queries "
+                         f"({len(qa)} and {len(qb)}); compare evals of the same split, seed and sizes")
+    img = [k for k, r in enumerate(qa) if r["sample"] == "image"]
+    vid = [k for k, r in enumerate(qa) if r["sample"] == "episode"]
+
+    def comps(q: list, rows: list, fields: tuple) -> np.ndarray:
+        return np.array([[q[k][f] for f in fields] for k in rows], np.float64).reshape(len(rows), len(fields))
+
+    out = {"a": a["system"], "b": b["system"], "level": level, "n_boot": n_boot, "metrics": {}}
+    for metric, rows, fields in (("gIoU", img, ("iou",)), ("cIoU", img, ("i", "u")), ("J&F", vid, ("jf",))):
+        if not rows:
+            continue
+        ca, cb = comps(qa, rows, fields), comps(qb, rows, fields)
+        if metric == "cIoU":  # a query "wins" on its own IoU; the statistic uses I and U
+            wa, wb = comps(qa, rows, ("iou",)), comps(qb, rows, ("iou",))
+            d = paired_bootstrap(np.hstack([wa, ca]), np.hstack([wb, cb]),
+                                 lambda c: PAIRED_STATS["cIoU"](c[:, 1:]), n_boot, level, seed)
+        else:
+            d = paired_bootstrap(ca, cb, PAIRED_STATS[metric], n_boot, level, seed)
+        out["metrics"][metric] = {"a": PAIRED_STATS[metric](ca), "b": PAIRED_STATS[metric](cb), "delta": d.delta,
+                                  "lo": d.lo, "hi": d.hi, "n": d.n, "wins": d.wins, "losses": d.losses}
+    return out
+
+
+def compare_markdown(cmp: dict) -> str:
+    """The paired comparison as a GitHub markdown table (percentage points)."""
+    pct = int(round(100 * cmp["level"]))
+    rows = [f"| metric | {cmp['a']} | {cmp['b']} | b - a | {pct} % interval (paired bootstrap, "
+            f"{cmp['n_boot']} resamples) | queries b better / worse / same |", "|---|---:|---:|---:|---|---|"]
+    for metric, m in cmp["metrics"].items():
+        rows.append(f"| {metric} | {100 * m['a']:.1f} | {100 * m['b']:.1f} | {100 * m['delta']:+.1f} | "
+                    f"[{100 * m['lo']:+.1f}, {100 * m['hi']:+.1f}] | {m['wins']} / {m['losses']} / "
+                    f"{m['n'] - m['wins'] - m['losses']} of {m['n']} |")
     return "\n".join(rows)
