@@ -178,3 +178,38 @@ def test_group_logprobs_match_full_sequences():
         ids = torch.tensor([pi + c])
         full = token_logprobs(model, ids, torch.ones_like(ids))[0, len(pi) - 1:]
         assert torch.allclose(g[i, : len(c)], full, atol=1e-4)
+
+
+def test_replay_term_trains_the_teacher_chain_beside_grpo(tmp_path):
+    """replay_coef > 0: each update also lowers SFT's loss on teacher chains (PPO-ptx); its loss
+    is logged, and the update differs from GRPO alone (same seed, same rollouts)."""
+    from frs_ros.training.grpo import replay_loss
+
+    rec, ctx, mug = _context()
+    rec = dict(rec, rollout=f"<reason>the mug is {mug}</reason><answer>{mug}</answer>")
+    tok = _tok(rec)
+    other = [t for t in ctx.id_masks if t != mug][0]
+    texts = (f"<reason>the mug is {mug}</reason><answer>{mug}</answer>",
+             f"<reason>the mug is {other}</reason><answer>{other}</answer>")
+    params = {}
+    for coef in (0.0, 1.0):
+        model = build_nano_student(TINY, tok, seed=3)
+        cfg = GRPOConfig(out=str(tmp_path / f"g{coef}"), steps=1, group_size=4, prompts_per_step=1, lr=1e-3,
+                         gamma=0.0, replay_coef=coef, replay_per_step=2)
+        h = train_grpo(cfg, model, tok, [rec], lambda r: ctx, None, sampler=_Scripted(*texts)).history[0]
+        assert h["trained_seqs"] == 4 and (h["replay_loss"] > 0.0) == (coef > 0.0)
+        params[coef] = [p.detach().clone() for p in model.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(params[0.0], params[1.0]))
+    # the replayed loss alone: a few plain SGD steps on it lower it; records without a chain are skipped
+    model = build_nano_student(TINY, tok, seed=3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    first, n = replay_loss(model, tok, [rec, {k: v for k, v in rec.items() if k != "rollout"}], "cpu")
+    assert n == 1
+    for _ in range(5):
+        opt.zero_grad()
+        replay_loss(model, tok, [rec], "cpu", backward_scale=1.0)
+        opt.step()
+    assert replay_loss(model, tok, [rec], "cpu")[0] < first
+    with pytest.raises(ValueError, match="replay"):
+        train_grpo(GRPOConfig(out=str(tmp_path / "bad"), replay_coef=-1.0), model, tok, [rec], lambda r: ctx, None,
+                   sampler=_Scripted(*texts))

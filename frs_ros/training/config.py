@@ -153,6 +153,11 @@ class GRPOConfig:
         only the adapter (see SFTConfig). Every ``save_every`` steps ``out/last`` holds a
         resumable state (trainable weights, optimizer, step, data cursor): running the same
         command again continues from it. augment_prob: as in SFTConfig (query paraphrases).
+    replay_coef: weight of a replay term (PPO-ptx, Ouyang et al. 2022): each update also takes
+        SFT's token loss on the teacher chains of ``replay_per_step`` records drawn at random from
+        ``chains``, times this. With dynamic sampling a behaviour SFT already gets right (e.g.
+        answering "none") is in flat groups only and gets no gradient; the replay keeps it.
+        0 = off.
     """
 
     init: str = "out/train/sft/final"
@@ -187,6 +192,8 @@ class GRPOConfig:
     lora_alpha: int = 128
     max_prompts: int = 0
     mixed_precision: str = "no"
+    replay_coef: float = 0.0
+    replay_per_step: int = 4
     reasoner: dict = field(default_factory=dict)
 
 

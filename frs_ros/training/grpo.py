@@ -16,7 +16,8 @@ step visible and testable. The math follows the GRPO paper (DeepSeekMath, eq. 3)
 
 Loss is only on tokens the model wrote: the prompt and every ``<results>`` block (tool output
 spliced in by the runtime) are masked, as in SFT. Groups whose rewards are all equal carry no
-signal (A = 0) and are skipped.
+signal (A = 0) and are skipped. With ``replay_coef`` > 0 each update adds that times SFT's token
+loss on a few teacher chains (PPO-ptx), so behaviours only flat groups see are still trained.
 """
 
 from __future__ import annotations
@@ -175,6 +176,27 @@ def batch_logprobs(model: torch.nn.Module, mb: Sequence[RolloutSample], pad_id: 
     return token_logprobs(model, b["input_ids"], b["attention_mask"]), b["loss_mask"], adv
 
 
+def replay_loss(model: torch.nn.Module, tokenizer: Any, records: Sequence[dict], device: Any,
+                backward_scale: float = 0.0, backward: Optional[Callable] = None) -> tuple[float, int]:
+    """SFT's token loss on the teacher chains (``record["rollout"]``) of ``records``, one record a
+    pass (memory stays one sequence); with ``backward_scale`` > 0 each record's loss, times that and
+    divided by the number of records, is backpropagated (through ``backward``, e.g.
+    ``Accelerator.backward``; default ``Tensor.backward``). Returns (mean loss, records used);
+    records without a chain are skipped."""
+    from frs_ros.training.sft import encode_example, scored_positions_loss
+
+    examples = [e for e in (encode_example(tokenizer, r) for r in records if r.get("rollout")) if e is not None]
+    total = 0.0
+    for e in examples:
+        ids = e["input_ids"][None].to(device)
+        loss, _ = scored_positions_loss(model, ids, torch.ones_like(ids), e["labels"][None].to(device))
+        if backward_scale > 0.0:
+            scaled = loss * backward_scale / len(examples)
+            backward(scaled) if backward is not None else scaled.backward()
+        total += float(loss.detach())
+    return total / max(1, len(examples)), len(examples)
+
+
 class EngineSampler:
     """Samples rollouts with the reasoner's HF runtime on the *training* model (tools live).
 
@@ -253,9 +275,13 @@ def train_grpo(
 
     from frs_ros.training.model import save_checkpoint
 
+    if cfg.replay_coef < 0.0 or (cfg.replay_coef > 0.0 and cfg.replay_per_step < 1):
+        raise ValueError(f"grpo replay: replay_coef must be >= 0 and replay_per_step >= 1 when it is on, "
+                         f"got {cfg.replay_coef} and {cfg.replay_per_step}")
     torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
+    replay_rng = random.Random(cfg.seed + 1)  # its own stream: the prompt order is the same with or without
     micro_batch = micro_batch or cfg.group_size
     acc = accelerator or Accelerator(mixed_precision=cfg.mixed_precision)
     ref_model = None
@@ -335,7 +361,7 @@ def train_grpo(
                 samples.append(RolloutSample(rec["id"], o.text, p_ids, c_ids, c_mask, r,
                                              int(getattr(o, "generated_tokens", 0)), getattr(o, "status", "ok"), float(a)))
         t_gen = time.time() - t_step
-        loss_val, kl_val, clip_val = 0.0, 0.0, 0.0
+        loss_val, kl_val, clip_val, replay_val = 0.0, 0.0, 0.0, 0.0
         # one micro-batch per prompt group (its G rollouts share the prompt: see batch_logprobs)
         batches: list[list[RolloutSample]] = []
         for s_ in samples:
@@ -374,6 +400,11 @@ def train_grpo(
                 for _pad in range(n_batches - len(batches)):
                     dummy = torch.full((1, 2), pad_id, dtype=torch.long, device=acc.device)
                     acc.backward(model(input_ids=dummy).logits.sum() * 0.0)
+                if cfg.replay_coef > 0.0:
+                    # PPO-ptx: SFT's loss on a few teacher chains beside the GRPO loss (GRPOConfig)
+                    picked = [records[replay_rng.randrange(len(records))] for _ in range(cfg.replay_per_step)]
+                    rl, _ = replay_loss(model, tokenizer, picked, acc.device, cfg.replay_coef, acc.backward)
+                    replay_val += rl / cfg.inner_epochs
                 if cfg.grad_clip > 0:
                     acc.clip_grad_norm_(params, cfg.grad_clip)
                 opt.step()
@@ -395,6 +426,7 @@ def train_grpo(
             "loss": loss_val,
             "kl": kl_val,
             "clip_frac": clip_val,
+            "replay_loss": replay_val,
             "lr": opt.param_groups[0]["lr"],
             "gen_s": round(t_gen, 1),
             "step_s": round(time.time() - t_step, 1),
