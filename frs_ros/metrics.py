@@ -114,10 +114,12 @@ def iou(
     ``empty_union=1.0`` is LISA (a no-object target predicted empty is correct),
     ``0.0`` is Seg-Zero.
     """
-    i, u = intersection_union(pred, gt, ignore)
-    if u == 0:
-        return float(empty_union)
-    return i / u
+    return iou_of_counts(*intersection_union(pred, gt, ignore), empty_union)
+
+
+def iou_of_counts(intersection: int, union: int, empty_union: float = LISA_EMPTY_UNION) -> float:
+    """``intersection / union`` [px / px]; ``empty_union`` when the union is empty (see ``iou``)."""
+    return float(empty_union) if union == 0 else intersection / union
 
 
 @dataclass
@@ -135,11 +137,14 @@ class GIoUCIoU:
 
     def add(self, pred: np.ndarray, gt: np.ndarray, ignore: Optional[np.ndarray] = None) -> float:
         """Score one sample; returns its IoU."""
-        i, u = intersection_union(pred, gt, ignore)
-        s = float(self.empty_union) if u == 0 else i / u
+        return self.add_counts(*intersection_union(pred, gt, ignore))
+
+    def add_counts(self, intersection: int, union: int) -> float:
+        """Score one sample from its intersection and union [px] (``intersection_union``); returns its IoU."""
+        s = iou_of_counts(intersection, union, self.empty_union)
         self.per_sample.append(s)
-        self.sum_intersection += i
-        self.sum_union += u
+        self.sum_intersection += intersection
+        self.sum_union += union
         return s
 
     @property
@@ -303,6 +308,15 @@ class VideoJF:
     def summary(self) -> dict:
         return {"J": self.j, "F": self.f, "J&F": self.jf, "n_expressions": len(self.per_expression)}
 
+    @classmethod
+    def of_expressions(cls, per_expression: Iterable[tuple[float, float]]) -> "VideoJF":
+        """The benchmark result from each expression's ``(J_e, F_e)`` (``expression_jf``): unweighted
+        means over expressions."""
+        per = tuple((float(j), float(f)) for j, f in per_expression)
+        if not per:
+            raise MetricInputError("video J&F needs at least one expression")
+        return cls(j=float(np.mean([x[0] for x in per])), f=float(np.mean([x[1] for x in per])), per_expression=per)
+
 
 def expression_jf(
     pred_frames: Sequence[np.ndarray], gt_frames: Sequence[np.ndarray], bound_th: float = DAVIS_BOUND_TH
@@ -329,9 +343,7 @@ def video_jf(
     per = tuple(expression_jf(p, g, bound_th) for p, g in expressions)
     if not per:
         raise MetricInputError("video_jf needs at least one expression")
-    return VideoJF(
-        j=float(np.mean([x[0] for x in per])), f=float(np.mean([x[1] for x in per])), per_expression=per
-    )
+    return VideoJF.of_expressions(per)
 
 
 # --------------------------------------------------------------------------------------------

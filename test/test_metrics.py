@@ -264,3 +264,19 @@ def test_paired_bootstrap_rejects_unpaired_input():
         paired_bootstrap(np.zeros((2, 1)), np.zeros((2, 1)), PAIRED_STATS["gIoU"], level=1.5)
     with pytest.raises(MetricInputError, match="n_boot"):
         paired_bootstrap(np.zeros((2, 1)), np.zeros((2, 1)), PAIRED_STATS["gIoU"], n_boot=0)
+
+
+def test_counts_paths_agree_with_the_mask_paths():
+    rng = np.random.default_rng(5)
+    acc_masks, acc_counts = M.GIoUCIoU(), M.GIoUCIoU()
+    for _ in range(6):
+        p, g = rng.random((12, 12)) > 0.6, rng.random((12, 12)) > 0.6
+        assert acc_counts.add_counts(*M.intersection_union(p, g)) == acc_masks.add(p, g) == M.iou(p, g)
+    assert acc_counts.add_counts(0, 0) == acc_masks.add(np.zeros((3, 3)), np.zeros((3, 3))) == 1.0
+    assert (acc_counts.giou, acc_counts.ciou) == (acc_masks.giou, acc_masks.ciou)
+    assert M.iou_of_counts(0, 0, empty_union=0.0) == 0.0
+    per = [(0.5, 0.25), (1.0, 0.75)]
+    v = M.VideoJF.of_expressions(per)
+    assert (v.j, v.f, v.jf, v.per_expression) == (0.75, 0.5, 0.625, tuple(per))
+    with pytest.raises(M.MetricInputError, match="at least one expression"):
+        M.VideoJF.of_expressions([])

@@ -62,14 +62,14 @@ class SystemScores:
         self.image = GIoUCIoU()
 
     def summary(self) -> dict:
+        from frs_ros.metrics import VideoJF
+
         out = {"system": self.name, "n_queries": self.total}
         if self.image.n:
             out.update({"gIoU": self.image.giou, "cIoU": self.image.ciou, "n_image": self.image.n})
         if self.video:
-            # as frs_ros.metrics.video_jf: means over expressions of per-expression frame means
-            j = float(np.mean([v[0] for v in self.video]))
-            f = float(np.mean([v[1] for v in self.video]))
-            out.update({"J": j, "F": f, "J&F": 0.5 * (j + f), "n_video": len(self.video)})
+            v = VideoJF.of_expressions(self.video)
+            out.update({"J": v.j, "F": v.f, "J&F": v.jf, "n_video": len(self.video)})
         out["format_valid_pct"] = 100.0 * self.valid / max(1, self.total)
         out["mean_gen_tokens"] = float(np.mean(self.gen_tokens)) if self.gen_tokens else 0.0
         out["mean_latency_s"] = float(np.mean(self.latency_s)) if self.latency_s else 0.0
@@ -82,7 +82,7 @@ class SystemScores:
 
 def score_output(scores: SystemScores, ctx: Any, output: Any, latency_s: float) -> None:
     """Add one reasoner output on one query context to ``scores``."""
-    from frs_ros.metrics import expression_jf, intersection_union
+    from frs_ros.metrics import expression_jf, intersection_union, iou_of_counts
 
     scores.total += 1
     scores.statuses[str(output.status)] += 1
@@ -95,7 +95,7 @@ def score_output(scores: SystemScores, ctx: Any, output: Any, latency_s: float) 
         scores.tool_calls += sum(len(p) for p in output.rollout.plans)
     pred = ctx.answer_mask(ids) if ok else np.zeros_like(ctx.gt_mask)
     i, u = intersection_union(pred, ctx.gt_mask)
-    iou = 1.0 if u == 0 else i / u
+    iou = iou_of_counts(i, u, empty_union=1.0)
     scores.per_kind[ctx.query.kind].append(iou)
     rec = {"query": ctx.query.text, "kind": ctx.query.kind, "iou": round(iou, 6)}
     if ctx.sample == "episode" and ctx.video is not None:
@@ -111,7 +111,7 @@ def score_output(scores: SystemScores, ctx: Any, output: Any, latency_s: float) 
         scores.video.append((j, f))
         rec.update(sample="episode", jf=round(0.5 * (j + f), 6))
     else:
-        scores.image.add(pred, ctx.gt_mask)
+        scores.image.add_counts(i, u)  # the I and U above: the masks are counted once
         rec.update(sample="image", i=int(i), u=int(u))
     scores.per_query.append(rec)
 
